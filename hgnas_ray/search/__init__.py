@@ -1,0 +1,1 @@
+"""Search: configuration, candidate evaluation and (in later stages) the search strategies."""

@@ -1,0 +1,74 @@
+"""The search job's configuration (frozen dataclasses, YAML, validated on load)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hgnas_ray.errors import ConfigError
+
+STORAGE_ENV = "HGNAS_STORAGE"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    task: str = "cifar10"  # a registered task name or a path (ImageFolder dir, .npz)
+    root: str | None = None  # data root; None: HGNAS_DATA, then the download cache
+    download: bool = True  # allow torchvision to download CIFAR when online
+    probe_size: int = 64
+    probe_batches: int = 2  # zico needs >= 2
+    class_balanced: bool = True
+
+    def validate(self) -> None:
+        if self.probe_size < 2 or self.probe_batches < 1:
+            raise ConfigError(f"data.probe_size must be >= 2 and data.probe_batches >= 1; got "
+                              f"{self.probe_size} and {self.probe_batches}")
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    max_params: int | None = None  # trainable parameters (count)
+    max_macs: int | None = None  # conv+linear multiply-accumulates per sample (FLOPs = 2 x MACs)
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    num_candidates: int = 16
+    seed: int = 0
+    proxies: tuple[str, ...] = ("params", "macs", "naswot", "snip", "zico")
+    rank_by: str = "zico"
+
+    def validate(self) -> None:
+        if self.num_candidates < 1:
+            raise ConfigError(f"sample.num_candidates must be >= 1; got {self.num_candidates}")
+        if self.rank_by not in self.proxies:
+            raise ConfigError(f"sample.rank_by {self.rank_by!r} is not among sample.proxies "
+                              f"{list(self.proxies)}")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None  # None: start Ray in-process; "auto": join a running cluster
+    num_cpus: int | None = None  # in-process only; None: all cores
+    include_dashboard: bool = False
+    cpus_per_candidate: float = 1.0
+    gpus_per_candidate: float = 0.0
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    storage_path: str | None = None  # None: HGNAS_STORAGE, else ~/hgnas_results
+    run_name: str = "search"
+
+    def validate(self) -> None:
+        if not self.run_name or "/" in self.run_name:
+            raise ConfigError(f"run_name must be a plain name; got {self.run_name!r}")
+
+    def run_dir(self) -> Path:
+        base = self.storage_path or os.environ.get(STORAGE_ENV) or "~/hgnas_results"
+        return Path(base).expanduser() / self.run_name
