@@ -30,7 +30,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> 
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown config key {where}{unknown[0]!r}; valid keys here: "
+        raise ConfigError(f"unknown config key '{where}{unknown[0]}'; valid keys here: "
                           f"{', '.join(sorted(fields))}")
     hints = typing.get_type_hints(cls)
     values = {}

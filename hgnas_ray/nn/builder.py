@@ -51,7 +51,7 @@ def build_network(genotype: Genotype, task: TaskShape = TaskShape(),
                             task.num_classes, task.in_channels)
     if isinstance(genotype, Nb201Genotype):
         return Nb201Network(genotype, task.num_classes, skeleton.channels,
-                            skeleton.cells_per_stage)
+                            skeleton.cells_per_stage, task.in_channels)
     raise GenotypeError(f"cannot build a network from {type(genotype).__name__}; expected a "
                         "CellGenotype, MacroGenotype or Nb201Genotype")
 

@@ -36,9 +36,16 @@ def count_params(module: nn.Module) -> int:
 
 
 def count_macs(module: nn.Module, input_shape: tuple[int, int, int]) -> int:
-    """MACs of one forward pass for one sample of shape (C, H, W), traced on the meta device."""
-    if _device(module) != "meta":  # never move the caller's module: trace a copy
-        module = copy.deepcopy(module).to("meta")
+    """MACs of one forward pass for one sample of shape (C, H, W), traced on the meta device.
+
+    Traces a copy (the caller's module is never moved or changed) in eval mode, with BatchNorm
+    swapped for identity: BN has no MACs in this convention and its meta kernel is slow.
+    """
+    module = copy.deepcopy(module)
+    if _device(module) != "meta":
+        module = module.to("meta")
+    _drop_batchnorm(module)
+    module.eval()
     total = 0
 
     def conv_hook(layer: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
@@ -51,19 +58,22 @@ def count_macs(module: nn.Module, input_shape: tuple[int, int, int]) -> int:
         nonlocal total
         total += output[0].numel() * layer.in_features
 
-    hooks = []
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d):
-            hooks.append(layer.register_forward_hook(conv_hook))
+            layer.register_forward_hook(conv_hook)
         elif isinstance(layer, nn.Linear):
-            hooks.append(layer.register_forward_hook(linear_hook))
-    try:
-        with torch.no_grad():
-            module(torch.empty((1, *input_shape), device="meta"))
-    finally:
-        for hook in hooks:
-            hook.remove()
+            layer.register_forward_hook(linear_hook)
+    with torch.no_grad():
+        module(torch.empty((1, *input_shape), device="meta"))
     return total
+
+
+def _drop_batchnorm(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, nn.Identity())
+        else:
+            _drop_batchnorm(child)
 
 
 def network_cost(build: Callable[[], nn.Module], input_shape: tuple[int, int, int]) -> Cost:

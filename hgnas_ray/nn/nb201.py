@@ -128,6 +128,7 @@ class Nb201Network(nn.Module):
         num_classes: int = 10,
         channels: int = 16,
         cells_per_stage: int = 5,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
         if isinstance(genotype, str):
@@ -137,7 +138,8 @@ class Nb201Network(nn.Module):
             num_classes, channels, cells_per_stage,
         )
         self.stem = nn.Sequential(
-            nn.Conv2d(3, channels, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(channels)
+            nn.Conv2d(in_channels, channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
         )
         cells: list[nn.Module] = []
         c_prev = channels
