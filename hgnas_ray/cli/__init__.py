@@ -17,12 +17,14 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hgnas_ray.cli import data, space
+    from hgnas_ray.cli import bench, data, score, space
 
     parser = OneLineParser(prog="hgnas", description="Hierarchical generative NAS on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     space.register(sub)
     data.register(sub)
+    score.register(sub)
+    bench.register(sub)
     return parser
 
 

@@ -91,7 +91,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_describe(args: argparse.Namespace) -> int:
     task, skeleton = _task(args)
     failures = 0
-    for line_no, text in _genotype_lines(args.genotype):
+    for line_no, text in genotype_lines(args.genotype):
         try:
             genotype = parse_genotype(text)
             cost = genotype_cost(genotype, task, skeleton)
@@ -107,7 +107,7 @@ def run_describe(args: argparse.Namespace) -> int:
     return 2 if failures else 0
 
 
-def _genotype_lines(source: str) -> Iterator[tuple[int, str]]:
+def genotype_lines(source: str) -> Iterator[tuple[int, str]]:
     if source != "-":
         yield 1, source
         return

@@ -93,7 +93,8 @@ def read_image_tree(directory: Path, skip_corrupt: bool = False,
     decode = ImageDecoder(skip_corrupt)
     samples = []
     for class_name, file in tqdm(files, desc=f"reading {directory.name}", unit="img",
-                                 disable=not progress, leave=False):
+                                 disable=None if progress else True, leave=False,
+                                 mininterval=2.0):
         image = decode(file.read_bytes(), str(file))
         if image is not None:
             samples.append(Sample(class_name, str(file), image))
@@ -120,7 +121,8 @@ def read_tarball_samples(path: Path, splits: Iterable[str] | None = None,
     found: dict[str, list[Sample]] = {}
     with open(path, "rb") as raw, tqdm.wrapattr(raw, "read", total=path.stat().st_size,
                                                 desc=f"reading {path.name}",
-                                                disable=not progress, leave=False) as stream:
+                                                disable=None if progress else True,
+                                                leave=False, mininterval=2.0) as stream:
         try:
             with tarfile.open(fileobj=stream, mode="r|*") as tar:
                 _collect_members(tar, path, wanted, decode, found)

@@ -1,0 +1,1 @@
+"""Benchmarks that measure the project against external ground truth (Ray-free core)."""
