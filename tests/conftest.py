@@ -40,3 +40,14 @@ def cifar10_dir(data_root: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"CIFAR-10 not found in {path}")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_torch_thread():
+    """Tests use tiny tensors: one thread is faster, and immune to a loaded machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

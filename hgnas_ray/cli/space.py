@@ -57,12 +57,25 @@ def _add_budget_args(parser: argparse.ArgumentParser) -> None:
                         help="macro only: MAC budget per sample (count; FLOPs = 2 x MACs)")
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: a count >= 1 (a 0 or negative size would crash or build a degenerate net)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
+    return value
+
+
 def _add_task_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--num-classes", type=int, default=10)
-    parser.add_argument("--input-size", type=int, default=32, help="input height = width")
-    parser.add_argument("--skeleton-channels", type=int, default=16,
+    parser.add_argument("--num-classes", type=_positive_int, default=10)
+    parser.add_argument("--input-size", type=_positive_int, default=32,
+                        help="input height = width")
+    parser.add_argument("--skeleton-channels", type=_positive_int, default=16,
                         help="cells are costed inside the scoring skeleton of this width")
-    parser.add_argument("--skeleton-cells", type=int, default=5, help="cells per skeleton stage")
+    parser.add_argument("--skeleton-cells", type=_positive_int, default=5,
+                        help="cells per skeleton stage")
 
 
 def _task(args: argparse.Namespace) -> tuple[TaskShape, SkeletonSize]:

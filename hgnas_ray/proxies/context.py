@@ -38,6 +38,12 @@ class ProbeContext:
         """(C, H, W) of the first probe batch."""
         return tuple(self.batches[0][0].shape[1:])  # type: ignore[return-value]
 
+    @property
+    def model_readonly(self) -> nn.Module:
+        """The caller's model itself, for proxies that only read its structure (params, macs):
+        they must not run it, train it or change it."""
+        return self._model
+
     def model_copy(self, train: bool = True) -> nn.Module:
         """A fresh deep copy of the caller's model on `device`, gradients cleared."""
         model = copy.deepcopy(self._model).to(self.device)

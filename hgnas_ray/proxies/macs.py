@@ -10,7 +10,7 @@ from hgnas_ray.proxies.registry import Proxy, register_proxy
 def macs(ctx: ProbeContext) -> float:
     """conv: out elements x in_channels/groups x kh x kw; linear: out elements x in_features;
     for one sample of the first batch's (C, H, W). FLOPs = 2 x MACs."""
-    return float(count_macs(ctx.model_copy(train=False), ctx.input_shape))
+    return float(count_macs(ctx.model_readonly, ctx.input_shape))
 
 
 register_proxy(Proxy(

@@ -8,7 +8,7 @@ from hgnas_ray.proxies.registry import Proxy, register_proxy
 
 
 def params(ctx: ProbeContext) -> float:
-    return float(count_params(ctx.model_copy(train=False)))
+    return float(count_params(ctx.model_readonly))
 
 
 register_proxy(Proxy(

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from hgnas_ray.errors import GenotypeError, HgnasError
 from hgnas_ray.space.vocab import NONE, OpVocabulary, get_vocabulary
 
@@ -127,9 +129,7 @@ class CellGenotype:
     def hash(self) -> str:
         """Isomorphism-invariant identity: 16 hex digits of SHA-256 of the canonical form."""
         if not self._hash:
-            canon = self.canonical()
-            payload = json.dumps([canon.space, canon.ops, canon.kernels, canon.edges])
-            object.__setattr__(self, "_hash", hashlib.sha256(payload.encode()).hexdigest()[:16])
+            object.__setattr__(self, "_hash", canonical_hash(self.canonical()))
         return self._hash
 
     # ------------------------------------------------------------------ serialisation
@@ -150,9 +150,10 @@ class CellGenotype:
             raise GenotypeError(f"cell genotype lacks {sorted(missing)}; expected keys "
                                 "'ops' (6 names), 'kernels' (6 ints), 'edges' ([[i, j], ...])")
         try:
-            edges = [(int(i), int(j)) for i, j in data["edges"]]
-            cell = cls(tuple(data["ops"]), tuple(data["kernels"]), tuple(edges),
-                       str(data.get("space", "cell")))
+            edges = [(strict_int(i, "edge end"), strict_int(j, "edge end"))
+                     for i, j in data["edges"]]
+            kernels = tuple(strict_int(k, "kernel") for k in data["kernels"])
+            cell = cls(tuple(data["ops"]), kernels, tuple(edges), str(data.get("space", "cell")))
         except (TypeError, ValueError) as err:
             if isinstance(err, HgnasError):
                 raise
@@ -165,6 +166,20 @@ class CellGenotype:
 
     def __str__(self) -> str:
         return self.to_json()
+
+
+def canonical_hash(canon: CellGenotype) -> str:
+    """`hash` of a cell given its canonical form (`cell.canonical()`, or what `sample_cell`
+    returns), without computing that form again: the canonical form is its own canonical form."""
+    payload = json.dumps([canon.space, canon.ops, canon.kernels, canon.edges])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def strict_int(value: Any, what: str) -> int:
+    """An int from JSON, refusing floats and bools that `int()` would silently truncate."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise GenotypeError(f"{what} must be an integer; got {value!r}")
+    return int(value)
 
 
 def _check_node(vocab: OpVocabulary, node: int, op: str, kernel: int) -> None:

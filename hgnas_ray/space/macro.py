@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from hgnas_ray.errors import GenotypeError, HgnasError
-from hgnas_ray.space.cell import CellGenotype, _loads
+from hgnas_ray.space.cell import CellGenotype, _loads, strict_int
 from hgnas_ray.space.cell_sampling import mutate_cell, sample_cell
 
 MIN_CHANNELS, MAX_CHANNELS, CHANNEL_STEP = 8, 1024, 8
@@ -33,6 +33,10 @@ class Stage:
     stride: int
     repeats: int
 
+    def __post_init__(self) -> None:  # numpy ints from samplers would not serialise to JSON
+        for name in ("channels", "stride", "repeats"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+
     def to_dict(self) -> dict[str, Any]:
         return {"cell": self.cell.to_dict(), "channels": self.channels, "stride": self.stride,
                 "repeats": self.repeats}
@@ -48,6 +52,8 @@ class MacroGenotype:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
+        object.__setattr__(self, "stem_channels", int(self.stem_channels))
+        object.__setattr__(self, "final_channels", int(self.final_channels))
 
     @property
     def num_cells(self) -> int:
@@ -102,7 +108,8 @@ class MacroGenotype:
                                 "'stem_channels', 'stages' and 'final_channels'")
         try:
             stages = tuple(_stage_from_dict(s) for s in data["stages"])
-            macro = cls(int(data["stem_channels"]), stages, int(data["final_channels"]))
+            macro = cls(strict_int(data["stem_channels"], "stem_channels"), stages,
+                        strict_int(data["final_channels"], "final_channels"))
         except (TypeError, ValueError, KeyError) as err:
             if isinstance(err, HgnasError):
                 raise
@@ -119,8 +126,8 @@ class MacroGenotype:
 
 
 def _stage_from_dict(data: Mapping[str, Any]) -> Stage:
-    return Stage(CellGenotype.from_dict(data["cell"]), int(data["channels"]), int(data["stride"]),
-                 int(data["repeats"]))
+    return Stage(CellGenotype.from_dict(data["cell"]), strict_int(data["channels"], "channels"),
+                 strict_int(data["stride"], "stride"), strict_int(data["repeats"], "repeats"))
 
 
 def _check_width(what: str, value: int) -> None:

@@ -1,0 +1,210 @@
+"""The cell G-VAE (DESIGN 4): graph convolutions over the 9-node cell encoding, a Gaussian latent
+shaped by a metric objective on the cells' zero-cost (ZC) vectors, and dense decoders.
+
+Encoder: `num_layers` GCN layers (no added self-loops: the encoding already has them; GCN needs
+neither torch-sparse nor pyg-lib), ReLU after each, the 9 node embeddings flattened, linear heads
+to mu and log-variance. Decoder: two MLPs from z to 9x9 adjacency logits and 9x15 feature logits.
+Condition head: an MLP from mu to the normalised ZC vector.
+
+Loss terms are per-element means, so their weights compare whatever the sizes:
+  reconstruction = BCE(adjacency, cell-node upper triangle) + BCE(adjacency, the other entries)
+                   + BCE(features)                                     every cell
+  kl             = KL(q(z|cell) || N(0, I)), averaged over latent dims   every cell
+  triplet        = triplet margin loss on mu; per labelled anchor the positive is the labelled
+                   cell closest in ZC space, the negative the farthest   labelled cells
+  condition      = MSE(condition head(mu), ZC vector)                  labelled cells
+  loss = reconstruction + kl_weight * kl + triplet_weight * triplet + condition_weight * condition
+A cell is labelled when its ZC vector is present and finite. `forward` returns the loss terms, so
+a DDP wrapper around the model syncs gradients as usual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GCNConv
+
+from hgnas_ray.errors import ConfigError, DataError
+from hgnas_ray.models._random import randn
+from hgnas_ray.space.cell import NUM_NODES, CellGenotype
+from hgnas_ray.space.encoding import GRAPH_NODES, NUM_FEATURES, decode_cell
+
+LOSS_TERMS = ("loss", "reconstruction", "adjacency", "features", "kl", "triplet", "condition")
+
+
+@dataclass(frozen=True)
+class GVAEConfig:
+    hidden_dim: int = 512  # graph-convolution width
+    num_layers: int = 4
+    latent_dim: int = 256
+    decoder_hidden: int = 512
+    cond_hidden: int = 256
+    cond_dim: int = 3  # length of the (normalised) ZC vector
+    kl_weight: float = 0.1
+    triplet_weight: float = 1.0
+    triplet_margin: float = 0.1
+    condition_weight: float = 1.0
+
+    def validate(self) -> GVAEConfig:
+        sizes = {k: getattr(self, k) for k in ("hidden_dim", "num_layers", "latent_dim",
+                                                "decoder_hidden", "cond_hidden", "cond_dim")}
+        bad = {k: v for k, v in sizes.items() if v < 1}
+        if bad:
+            raise ConfigError(f"G-VAE sizes must be >= 1; got {bad}")
+        return self
+
+
+class GVAEOutput(NamedTuple):
+    adj_logits: Tensor  # (B, 9, 9)
+    feat_logits: Tensor  # (B, 9, 15)
+    mu: Tensor  # (B, latent)
+    logvar: Tensor  # (B, latent)
+
+
+class GVAE(nn.Module):
+    """Graph VAE over cell encodings (`hgnas_ray.space.encoding.cell_to_data`).
+
+    Shapes:
+        batch: a PyG `Batch` of B cells: x (B*9, 15), edge_index (2, E), adj (B, 9, 9) and,
+            optionally, zc (B, cond_dim) with NaN rows for unlabelled cells.
+        encode: -> mu, logvar (B, latent_dim)
+        decode: z (B, latent_dim) -> adj_logits (B, 9, 9), feat_logits (B, 9, 15)
+        predict_condition: mu (B, latent_dim) -> (B, cond_dim)
+        forward: -> dict of scalar loss terms (`LOSS_TERMS`)
+    """
+
+    def __init__(self, config: GVAEConfig | None = None) -> None:
+        super().__init__()
+        self.config = c = (config or GVAEConfig()).validate()
+        dims = [NUM_FEATURES] + [c.hidden_dim] * c.num_layers
+        self.convs = nn.ModuleList(GCNConv(a, b, add_self_loops=False)
+                                   for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.mu_head = nn.Linear(GRAPH_NODES * c.hidden_dim, c.latent_dim)
+        self.logvar_head = nn.Linear(GRAPH_NODES * c.hidden_dim, c.latent_dim)
+        self.adj_decoder = _mlp(c.latent_dim, c.decoder_hidden, GRAPH_NODES * GRAPH_NODES)
+        self.feat_decoder = _mlp(c.latent_dim, c.decoder_hidden, GRAPH_NODES * NUM_FEATURES)
+        self.cond_head = _mlp(c.latent_dim, c.cond_hidden, c.cond_dim, depth=1)
+        mask = torch.zeros(GRAPH_NODES, GRAPH_NODES, dtype=torch.bool)
+        mask[:NUM_NODES, :NUM_NODES] = torch.ones(NUM_NODES, NUM_NODES).triu(1).bool()
+        self.register_buffer("cell_edge_mask", mask, persistent=False)
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    def encode(self, batch) -> tuple[Tensor, Tensor]:
+        num_graphs = _num_graphs(batch)
+        h = batch.x
+        for conv in self.convs:
+            h = F.relu(conv(h, batch.edge_index))
+        h = h.reshape(num_graphs, GRAPH_NODES * self.config.hidden_dim)
+        return self.mu_head(h), self.logvar_head(h)
+
+    def decode(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        adj = self.adj_decoder(z).view(-1, GRAPH_NODES, GRAPH_NODES)
+        feats = self.feat_decoder(z).view(-1, GRAPH_NODES, NUM_FEATURES)
+        return adj, feats
+
+    def predict_condition(self, mu: Tensor) -> Tensor:
+        return self.cond_head(mu)
+
+    def reparameterize(self, mu: Tensor, logvar: Tensor,
+                       generator: torch.Generator | None = None) -> Tensor:
+        """z = mu + sigma * eps in training mode (eps from `generator`), mu in eval mode."""
+        if not self.training:
+            return mu
+        return mu + torch.exp(0.5 * logvar) * randn(tuple(mu.shape), generator, mu)
+
+    def reconstruct(self, batch, generator: torch.Generator | None = None) -> GVAEOutput:
+        mu, logvar = self.encode(batch)
+        adj, feats = self.decode(self.reparameterize(mu, logvar, generator))
+        return GVAEOutput(adj, feats, mu, logvar)
+
+    def forward(self, batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        out = self.reconstruct(batch, generator)
+        adj_target = batch.adj.to(out.adj_logits.dtype)
+        feat_target = batch.x.view_as(out.feat_logits).to(out.feat_logits.dtype)
+        adj_bce = F.binary_cross_entropy_with_logits(out.adj_logits, adj_target, reduction="none")
+        mask = self.cell_edge_mask
+        adjacency = adj_bce[:, mask].mean() + adj_bce[:, ~mask].mean()
+        features = F.binary_cross_entropy_with_logits(out.feat_logits, feat_target)
+        kl = -0.5 * torch.mean(1 + out.logvar - out.mu.pow(2) - out.logvar.exp())
+        zc, labelled = _zc_targets(batch, len(out.mu), self.config.cond_dim, out.mu)
+        condition = _masked_mse(self.predict_condition(out.mu), zc, labelled)
+        triplet = zc_triplet_loss(out.mu[labelled], zc[labelled], self.config.triplet_margin)
+        c = self.config
+        reconstruction = adjacency + features
+        loss = (reconstruction + c.kl_weight * kl + c.triplet_weight * triplet
+                + c.condition_weight * condition)
+        return {"loss": loss, "reconstruction": reconstruction, "adjacency": adjacency,
+                "features": features, "kl": kl, "triplet": triplet, "condition": condition}
+
+    @torch.no_grad()
+    def decode_cells(self, z: Tensor, space: str = "cell") -> list[CellGenotype]:
+        """Decode latents (B, latent_dim) into B valid cells of `space` (repairing decoder)."""
+        adj, feats = self.decode(z)
+        return [decode_cell(a, f, space) for a, f in zip(adj.cpu(), feats.cpu(), strict=True)]
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"hidden_dim={c.hidden_dim}, num_layers={c.num_layers}, "
+                f"latent_dim={c.latent_dim}, cond_dim={c.cond_dim}")
+
+
+def zc_triplet_loss(mu: Tensor, zc: Tensor, margin: float) -> Tensor:
+    """Triplet margin loss on latents; per anchor, positive/negative = closest/farthest in ZC.
+
+    Shapes: mu (M, latent), zc (M, cond_dim), all rows labelled. Zero (still attached to `mu`'s
+    graph) when M < 3, where no anchor has distinct positive and negative.
+    """
+    if len(mu) < 3:
+        return mu.sum() * 0.0
+    dist = torch.cdist(zc, zc)  # (M, M)
+    eye = torch.eye(len(zc), dtype=torch.bool, device=zc.device)
+    positive = dist.masked_fill(eye, float("inf")).argmin(dim=1)
+    negative = dist.masked_fill(eye, float("-inf")).argmax(dim=1)
+    return F.triplet_margin_loss(mu, mu[positive], mu[negative], margin=margin)
+
+
+def _zc_targets(batch, num_graphs: int, cond_dim: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    """ZC targets with unlabelled rows zeroed (no NaN reaches autograd) and the labelled mask."""
+    zc = getattr(batch, "zc", None)
+    if zc is None:
+        return like.new_zeros(num_graphs, cond_dim), torch.zeros(
+            num_graphs, dtype=torch.bool, device=like.device)
+    zc = zc.to(like.dtype).view(num_graphs, -1)
+    if zc.size(1) != cond_dim:
+        raise DataError(f"batch.zc has {zc.size(1)} components but the G-VAE's cond_dim is "
+                        f"{cond_dim}; build the dataset with matching ZC vectors or set cond_dim")
+    labelled = torch.isfinite(zc).all(dim=1)
+    return torch.where(labelled[:, None], zc, torch.zeros_like(zc)), labelled
+
+
+def _masked_mse(pred: Tensor, target: Tensor, labelled: Tensor) -> Tensor:
+    # Multiplying by the mask (rather than indexing) keeps the head in the graph with an exactly
+    # zero gradient for an all-unlabelled batch, which DDP needs (no unused parameters).
+    weight = labelled.to(pred.dtype)[:, None]
+    count = weight.sum().clamp_min(1.0) * pred.size(1)
+    return ((pred - target).pow(2) * weight).sum() / count
+
+
+def _num_graphs(batch) -> int:
+    num_graphs = int(getattr(batch, "num_graphs", 1))
+    if batch.x.size(0) != num_graphs * GRAPH_NODES or batch.x.size(1) != NUM_FEATURES:
+        raise DataError(f"expected {num_graphs} cell graphs of {GRAPH_NODES} nodes with "
+                        f"{NUM_FEATURES} features (x of shape ({num_graphs * GRAPH_NODES}, "
+                        f"{NUM_FEATURES})); got x of shape {tuple(batch.x.shape)}. Build graphs "
+                        "with hgnas_ray.space.encoding.cell_to_data")
+    return num_graphs
+
+
+def _mlp(dim_in: int, hidden: int, dim_out: int, depth: int = 2) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [nn.Linear(dim_in if i == 0 else hidden, hidden), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(hidden, dim_out))
