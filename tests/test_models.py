@@ -28,15 +28,6 @@ TINY_GVAE = GVAEConfig(hidden_dim=16, latent_dim=8, decoder_hidden=32, cond_hidd
 TINY_CCNF = CCNFConfig(latent_dim=4, cond_dim=2, hidden_dim=16, method="rk4", step_size=0.5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Toy models: intra-op threads only add contention on a busy machine (30x slower here).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_dataset(n: int = 32, space: str = "cell", labelled_every: int = 2, seed: int = 0):
     """`n` random cells; every `labelled_every`-th has a ZC vector (0: none has)."""
     rng = np.random.default_rng(seed)

@@ -35,16 +35,6 @@ WIDTHS = [(8, 8), (8, 16), (12, 4)]  # same width, widening, narrowing
 H = W = 7  # odd, so stride 2 must round up
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: with 2 threads, OpenMP waits on a busy core cost more than the
-    compute (about 50x slower per op on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def single_op_cell(op: str, kernel: int, space: str = "cell"):
     """0 -> 1 (op) -> 7 (below the sampling floor of the 'cell' space, but a fine module)."""
     return cell_from_edges({1: (op, kernel)}, [(0, 1), (1, 7)], space)

@@ -94,8 +94,8 @@ def run_build(args: argparse.Namespace) -> int:
     report = build_corpus(args.out, spec, progress=not args.no_progress)
     rate = (f"; sampling {report.sampling_seconds:.1f} s = {report.cells_per_second:.0f} "
             "cells/s" if report.sampling_seconds > 0 else "")
-    print(f"{report.rows} distinct cells ({args.space} space) in {args.out} ({report.shards_written} "
-          f"shard(s) written, {report.shards_kept} kept){rate}")
+    print(f"{report.rows} distinct cells ({args.space} space) in {args.out} "
+          f"({report.shards_written} shard(s) written, {report.shards_kept} kept){rate}")
     return 0
 
 

@@ -23,7 +23,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 def evaluate_candidate(genotype: dict[str, Any], batches: Sequence[Batch], task: TaskShape,
                        proxies: Sequence[str], seed: int = 0) -> dict[str, Any]:
-    """Return {hash, genotype, params, macs, flops, forward_ms, accuracy_untrained, proxies, status}."""
+    """{hash, genotype, params, macs, flops, forward_ms, accuracy_untrained, proxies, status}."""
     record: dict[str, Any] = {"genotype": genotype, "status": "ok"}
     try:
         parsed = genotype_from_dict(genotype)

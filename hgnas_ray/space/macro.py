@@ -74,7 +74,8 @@ class MacroGenotype:
             if stage.stride not in (1, 2):
                 raise GenotypeError(f"{where} stride is {stage.stride}; allowed: 1 or 2")
             if not 1 <= stage.repeats <= MAX_REPEATS:
-                raise GenotypeError(f"{where} repeats is {stage.repeats}; allowed: 1..{MAX_REPEATS}")
+                raise GenotypeError(f"{where} repeats is {stage.repeats}; allowed: "
+                                    f"1..{MAX_REPEATS}")
             if stage.cell.space != "cell":
                 raise GenotypeError(f"{where} cell is from the {stage.cell.space!r} space; macro "
                                     "networks use cells of the 'cell' space")
