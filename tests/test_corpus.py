@@ -256,7 +256,7 @@ def test_cli_build_and_check(tmp_path, capsys):
     out = tmp_path / "c"
     assert main(["corpus", "build", "--space", "cell", "--n", "12", "--seed", "1",
                  "--out", str(out), "--shard-size", "5", "--no-progress"]) == 0
-    assert "12 distinct cell cells" in capsys.readouterr().out
+    assert "12 distinct cells (cell space)" in capsys.readouterr().out
     assert main(["corpus", "check", "--corpus", str(out)]) == 0
     (out / "cells" / "part-00002.parquet").write_bytes(b"garbage")
     assert main(["corpus", "check", "--corpus", str(out)]) == 2

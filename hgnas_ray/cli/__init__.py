@@ -17,7 +17,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hgnas_ray.cli import bench, corpus, data, score, space
+    from hgnas_ray.cli import bench, corpus, data, generate, score, space
 
     parser = OneLineParser(prog="hgnas", description="Hierarchical generative NAS on Ray.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.register(sub)
     bench.register(sub)
     corpus.register(sub)
+    generate.register(sub)
     return parser
 
 

@@ -123,6 +123,10 @@ def _pipeline(todo: list[ShardTask], config: ScoringConfig, concurrency: int, nu
               num_gpus: float, rows_per_batch: int, progress: bool) -> ray.data.Dataset:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
+    # In order: shards then finish one after another (each written as soon as it is complete),
+    # so a kill loses at most the shards in flight. Unordered, blocks of every shard interleave
+    # and all shards complete together at the end (seen on a 6-shard corpus).
+    context.execution_options.preserve_order = True
     rows = sum(len(t.hashes) for t in todo)
     # Ray 2.60's default Parquet reader (DataSourceV2) lists files in a task that needs 1 CPU,
     # which waits forever once the scoring actors hold every CPU (e.g. 2 actors on 2 CPUs).

@@ -1,0 +1,42 @@
+"""The cell generator (DESIGN 1, 4): pretraining into a versioned artifact, and sampling from it.
+
+Public API (no Ray here; `hgnas_ray.distributed.pretrain` trains on Ray Train):
+    CellGenerator.load(path) -> CellGenerator         # .sample, .encode, .predict_condition,
+                                                      # .clusters, .best_cluster
+    PretrainConfig, pretrain_cells(corpus, out, config, trainers=None) -> manifest
+    LocalTrainers, Trainers, TrainOutcome
+    load_scored_corpus, ZCTransform, nb201_arch, write_synthetic_scores
+    ArtifactError, SamplingError, ClusterIdError, ConditionError, SpaceMismatchError
+Submodules import torch-geometric lazily where they can; `CellGenerator.load` needs it.
+"""
+
+from __future__ import annotations
+
+from hgnas_ray.generator.artifact import ARTIFACT_FILE, FORMAT_VERSION, WEIGHT_FILES
+from hgnas_ray.generator.cell_generator import CellGenerator, GenerationWarning, SampleReport
+from hgnas_ray.generator.corpus_data import ScoredCorpus, load_scored_corpus
+from hgnas_ray.generator.errors import (
+    ArtifactError,
+    ClusterIdError,
+    ConditionError,
+    SamplingError,
+    SpaceMismatchError,
+)
+from hgnas_ray.generator.nb201_map import nb201_arch
+from hgnas_ray.generator.synthetic import write_synthetic_scores
+from hgnas_ray.generator.zc import LOG_SCALED_PROXIES, ZCTransform
+
+__all__ = ["ARTIFACT_FILE", "FORMAT_VERSION", "LOG_SCALED_PROXIES", "WEIGHT_FILES",
+           "ArtifactError", "CellGenerator", "ClusterIdError", "ConditionError",
+           "GenerationWarning", "LocalTrainers", "PretrainConfig", "SampleReport",
+           "SamplingError", "ScoredCorpus", "SpaceMismatchError", "TrainOutcome", "Trainers",
+           "ZCTransform", "load_scored_corpus", "nb201_arch", "pretrain_cells",
+           "write_synthetic_scores"]
+
+
+def __getattr__(name: str):  # lazy: pretraining imports torch-geometric
+    if name in ("LocalTrainers", "PretrainConfig", "TrainOutcome", "Trainers", "pretrain_cells"):
+        from hgnas_ray.generator import pretrain
+
+        return getattr(pretrain, name)
+    raise AttributeError(f"module 'hgnas_ray.generator' has no attribute {name!r}")
