@@ -30,6 +30,7 @@ from hgnas_ray.generator import (
     nb201_arch,
     write_synthetic_scores,
 )
+from hgnas_ray.generator.artifact import FORMAT_VERSION
 from hgnas_ray.generator.pretrain import PretrainConfig, pretrain_cells
 from hgnas_ray.models import CCNFConfig
 from hgnas_ray.models.gvae import GVAEConfig
@@ -103,7 +104,7 @@ def test_pretrain_counts_cells_excluded_from_the_zc_targets(artifact):
 def test_artifact_layout_and_contents(artifact):
     out, manifest = artifact
     saved = json.loads((out / ARTIFACT_FILE).read_text())
-    assert saved["format_version"] == 1 and saved["space"] == "cell"
+    assert saved["format_version"] == FORMAT_VERSION and saved["space"] == "cell"
     assert (out / "weights" / "gvae.safetensors").is_file()
     assert (out / "weights" / "ccnf.safetensors").is_file()
     assert saved["vocabulary"]["ops"][0] == "avg_pool" and saved["proxies"] == [
@@ -134,7 +135,8 @@ def test_load_refuses_another_format_version(artifact, tmp_path):
     data = json.loads((copy / ARTIFACT_FILE).read_text())
     data["format_version"] = 99
     (copy / ARTIFACT_FILE).write_text(json.dumps(data))
-    with pytest.raises(ArtifactError, match="format version 99.*reads format version 1"):
+    with pytest.raises(ArtifactError,
+                       match=f"format version 99.*reads format version {FORMAT_VERSION}"):
         CellGenerator.load(copy)
 
 

@@ -288,3 +288,29 @@ def test_cell_clusters_round_trip_without_pickle():
 def test_cell_clusters_need_enough_points():
     with pytest.raises(DataError, match="32 clusters"):
         CellClusters().fit(np.zeros((10, 3)))
+
+
+def test_gvae_latent_carries_the_ops_no_posterior_collapse():
+    """Regression: without LayerNorm in the encoder and a small initial posterior noise, the
+    latent's signal drowned in the noise, KL went to 0 and op reconstruction sat at chance."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cells = [sample_cell(rng) for _ in range(128)]
+    dataset = CellGraphDataset(cells, rng.normal(size=(128, 3)), cond_dim=3)
+    model = GVAE(GVAEConfig(hidden_dim=64, latent_dim=32, decoder_hidden=128, cond_hidden=32))
+    batch = next(iter(DataLoader(dataset, batch_size=128)))
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(250):
+        loss = model(batch, generator)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        _, feats = model.decode(model.encode(batch)[0])
+    x = batch.x.view(128, 9, 15)
+    hits = [bool(feats[i, n, :9].argmax() == x[i, n, :9].argmax())
+            for i, cell in enumerate(cells) for n in cell.used_nodes()]
+    # chance is about 0.11; before the fix this reached 0.19, with it 0.63 (0.96 at 256 cells)
+    assert np.mean(hits) > 0.45

@@ -83,6 +83,10 @@ class GVAE(nn.Module):
         dims = [NUM_FEATURES] + [c.hidden_dim] * c.num_layers
         self.convs = nn.ModuleList(GCNConv(a, b, add_self_loops=False)
                                    for a, b in zip(dims[:-1], dims[1:], strict=True))
+        # GCN's degree normalisation shrinks activations layer by layer (std 0.03 -> 0.004 over
+        # 4 layers at init), so the latent's signal drowned in the reparameterisation noise and
+        # the posterior collapsed (KL -> 0, op accuracy at chance). LayerNorm keeps the scale.
+        self.norms = nn.ModuleList(nn.LayerNorm(c.hidden_dim) for _ in range(c.num_layers))
         self.mu_head = nn.Linear(GRAPH_NODES * c.hidden_dim, c.latent_dim)
         self.logvar_head = nn.Linear(GRAPH_NODES * c.hidden_dim, c.latent_dim)
         self.adj_decoder = _mlp(c.latent_dim, c.decoder_hidden, GRAPH_NODES * GRAPH_NODES)
@@ -91,17 +95,24 @@ class GVAE(nn.Module):
         mask = torch.zeros(GRAPH_NODES, GRAPH_NODES, dtype=torch.bool)
         mask[:NUM_NODES, :NUM_NODES] = torch.ones(NUM_NODES, NUM_NODES).triu(1).bool()
         self.register_buffer("cell_edge_mask", mask, persistent=False)
+        self._init_logvar()
 
     def reset_parameters(self) -> None:
         for module in self.modules():
             if module is not self and hasattr(module, "reset_parameters"):
                 module.reset_parameters()
+        self._init_logvar()
+
+    def _init_logvar(self) -> None:
+        """Start with small posterior noise (sigma = e^-2) so the decoder can use the latent."""
+        nn.init.zeros_(self.logvar_head.weight)
+        nn.init.constant_(self.logvar_head.bias, -4.0)
 
     def encode(self, batch) -> tuple[Tensor, Tensor]:
         num_graphs = _num_graphs(batch)
         h = batch.x
-        for conv in self.convs:
-            h = F.relu(conv(h, batch.edge_index))
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            h = F.relu(norm(conv(h, batch.edge_index)))
         h = h.reshape(num_graphs, GRAPH_NODES * self.config.hidden_dim)
         return self.mu_head(h), self.logvar_head(h)
 
