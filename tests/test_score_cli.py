@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from test_cli import run as run_cli  # tests/ is on sys.path under pytest
 
-from hgnas_ray import cli
 from hgnas_ray.space import format_genotype, sample_genotype
 
 SMALL = ["--task", "digits", "--batch-size", "16", "--skeleton-channels", "8",
@@ -19,12 +19,7 @@ SMALL = ["--task", "digits", "--batch-size", "16", "--skeleton-channels", "8",
 def run(argv, capsys, monkeypatch, stdin: str | None = None):
     if stdin is not None:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    try:
-        code = cli.main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(argv, capsys)
 
 
 @pytest.mark.parametrize("space", ["cell", "macro", "nb201"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -56,6 +57,7 @@ def _count(name: str, value: float | None) -> int | None:
     return int(value)
 
 
+@lru_cache(maxsize=32)  # builds a network; called once per sampled candidate otherwise
 def minimum_cost(task) -> tuple[int, int]:
     """Lower bounds (params, MACs per sample) of any macro network for `task`.
 
