@@ -13,8 +13,9 @@ from torch_geometric.loader import DataLoader
 
 from hgnas_ray.errors import ConfigError, DataError
 from hgnas_ray.models import CCNF, GVAE, CCNFConfig, CellClusters, GVAEConfig
-from hgnas_ray.models.gvae import zc_triplet_loss
+from hgnas_ray.models.gvae import node_feature_loss, zc_triplet_loss
 from hgnas_ray.space import sample_cell
+from hgnas_ray.space.encoding import cell_to_arrays, decode_cell
 from hgnas_ray.training import (
     CellGraphDataset,
     TrainConfig,
@@ -77,7 +78,7 @@ def test_gvae_reset_parameters_is_repeatable():
 
 def test_gvae_loss_terms_finite_and_reconstruction_decreases():
     history = []
-    train_gvae(gvae(), make_dataset(32), TrainConfig(epochs=40, lr=3e-3, batch_size=32,
+    train_gvae(gvae(), make_dataset(32), TrainConfig(epochs=80, lr=3e-3, batch_size=32,
                                                      device="cpu"),
                callback=lambda epoch, metrics, state: history.append(metrics))
     assert set(history[0]) == {"loss", "reconstruction", "adjacency", "features", "kl",
@@ -290,9 +291,10 @@ def test_cell_clusters_need_enough_points():
         CellClusters().fit(np.zeros((10, 3)))
 
 
-def test_gvae_latent_carries_the_ops_no_posterior_collapse():
+def test_gvae_latent_carries_the_ops_and_edges():
     """Regression: without LayerNorm in the encoder and a small initial posterior noise, the
-    latent's signal drowned in the noise, KL went to 0 and op reconstruction sat at chance."""
+    latent's signal drowned in the noise, KL went to 0 and op reconstruction sat at chance;
+    with BCE features and no node embedding, ops and edges were learnt slowly."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     cells = [sample_cell(rng) for _ in range(128)]
@@ -308,9 +310,26 @@ def test_gvae_latent_carries_the_ops_no_posterior_collapse():
         optimizer.step()
     model.eval()
     with torch.no_grad():
-        _, feats = model.decode(model.encode(batch)[0])
+        adj, feats = model.decode(model.encode(batch)[0])
     x = batch.x.view(128, 9, 15)
     hits = [bool(feats[i, n, :9].argmax() == x[i, n, :9].argmax())
             for i, cell in enumerate(cells) for n in cell.used_nodes()]
-    # chance is about 0.11; before the fix this reached 0.19, with it 0.63 (0.96 at 256 cells)
-    assert np.mean(hits) > 0.45
+    upper = torch.ones(8, 8, dtype=torch.bool).triu(1)
+    edge_hits = ((adj[:, :8, :8] >= 0) == (batch.adj[:, :8, :8] > 0.5))[:, upper]
+    # chance is about 0.11 for ops; collapsed 0.19, BCE features 0.63, now 1.0 (edges 0.98)
+    assert np.mean(hits) > 0.9
+    assert edge_hits.float().mean() > 0.9
+
+
+def test_feature_loss_matches_the_decoders_used_rule():
+    """A node counts as used when its best op logit is > 0 (sigmoid > 0.5), as in decode_cell."""
+    cell = sample_cell(np.random.default_rng(3))
+    _, feats = cell_to_arrays(cell)
+    target = torch.from_numpy(feats)[None]
+    perfect = (target - 0.5) * 20
+    assert node_feature_loss(perfect, target) < 1e-3
+    assert decode_cell(torch.zeros(9, 9), perfect[0]).ops == cell.ops
+    flipped = perfect.clone()
+    node = cell.used_nodes()[0]
+    flipped[0, node, :9] = -10.0  # every op logit < 0: predicted unused
+    assert node_feature_loss(flipped, target) > 1.0

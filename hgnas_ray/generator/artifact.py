@@ -30,7 +30,7 @@ from hgnas_ray.errors import DataError
 from hgnas_ray.generator.errors import ArtifactError
 
 FORMAT_NAME = "hgnas-cell-generator"
-FORMAT_VERSION = 2  # 2: G-VAE encoder has LayerNorm after each graph conv
+FORMAT_VERSION = 3  # 2: LayerNorm after each graph conv; 3: node embedding, residual convs
 ARTIFACT_FILE = "artifact.json"
 WEIGHT_FILES = {"gvae": "weights/gvae.safetensors", "ccnf": "weights/ccnf.safetensors"}
 REQUIRED_KEYS = ("space", "vocabulary", "gvae_config", "ccnf_config", "proxies", "zc_transform",

@@ -37,7 +37,7 @@ class CellGraphDataset(Dataset):
         if zc.ndim != 2 or len(zc) != len(cells):
             raise DataError(f"zc must have shape ({len(cells)}, C), one row per cell; got "
                             f"{zc.shape}")
-        self.zc = torch.as_tensor(zc, dtype=torch.float32)
+        self.zc = torch.tensor(zc, dtype=torch.float32)  # a copy: zc may be read-only
         self.graphs = []
         for cell, row in zip(cells, self.zc, strict=True):
             data = cell_to_data(cell)
