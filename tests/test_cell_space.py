@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from hgnas_ray.errors import GenotypeError, RegistryError
 from hgnas_ray.space import (
     CellGenotype,
+    Nb201Genotype,
     format_genotype,
     genotype_from_dict,
     get_vocabulary,
     mutate_cell,
+    nb201_to_cell,
     parse_genotype,
     sample_cell,
     sample_genotype,
@@ -35,6 +37,8 @@ from hgnas_ray.space.encoding import (
     cell_to_data,
     decode_cell,
 )
+from hgnas_ray.space.nb201 import sample_nb201
+from hgnas_ray.space.nb201_cells import distinct_nb201_cells, nb201_arch
 from hgnas_ray.space.vocab import CELL_OPS, KERNELS, MAX_OP_SLOTS, NONE, SKIP
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
@@ -503,8 +507,27 @@ def test_decode_inverts_encode(cells) -> None:
 def test_decode_inverts_encode_nb201_space() -> None:
     rng = np.random.default_rng(8)
     for _ in range(300):
-        cell = sample_cell(rng, "nb201")
+        cell = nb201_to_cell(sample_nb201(rng)).canonical()
         assert decode_cell(*_perfect_logits(cell), space="nb201") == cell
+
+
+def test_nb201_decoding_returns_the_most_likely_real_nb201_cell() -> None:
+    """An 8-node cell of the nb201 vocabulary that is no NAS-Bench-201 cell (a 6-op chain)
+    decodes to a real one; one flipped logit of a real cell still decodes to that cell."""
+    chain = make_cell({n: ("nor_conv_3x3", 3) for n in OP_NODES},
+                      [(i, i + 1) for i in range(7)], "nb201")
+    assert nb201_arch(chain) is None
+    decoded = decode_cell(*_perfect_logits(chain), space="nb201")
+    assert nb201_arch(decoded) is not None and set(decoded.ops) == {"nor_conv_3x3", "none"}
+    cell = nb201_to_cell(Nb201Genotype.from_string(
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
+    )).canonical()
+    adj, feats = _perfect_logits(cell)
+    i, j = next((i, j) for i in range(8) for j in range(i + 1, 8) if adj[i, j] < 0)
+    adj[i, j] = 1.0  # a weakly wrong edge
+    assert decode_cell(adj, feats, space="nb201") == cell
+    assert len(distinct_nb201_cells()) == 5257
+    assert all(nb201_arch(c) is not None for c in distinct_nb201_cells()[:50])
 
 
 def _logit_cases(rng: np.random.Generator, count: int):
@@ -528,9 +551,12 @@ def test_decode_random_logits_always_valid(space: str, count: int) -> None:
         cell = decode_cell(adj, feats, space=space)
         assert cell.space == space
         assert cell.validate() is cell and cell.canonical() == cell
-        assert len(cell.edges) >= max(vocab.min_edges, 1)
-        assert len(cell.used_nodes()) >= vocab.min_op_nodes
-        assert cell.parents()[OUTPUT]
+        if space == "nb201":
+            assert nb201_arch(cell) is not None  # a real NAS-Bench-201 cell
+        else:
+            assert len(cell.edges) >= max(vocab.min_edges, 1)
+            assert len(cell.used_nodes()) >= vocab.min_op_nodes
+            assert cell.parents()[OUTPUT]
         distinct.add(cell.hash)
     assert len(distinct) > count // 2
 

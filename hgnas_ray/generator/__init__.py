@@ -22,9 +22,9 @@ from hgnas_ray.generator.errors import (
     SamplingError,
     SpaceMismatchError,
 )
-from hgnas_ray.generator.nb201_map import nb201_arch
 from hgnas_ray.generator.synthetic import write_synthetic_scores
 from hgnas_ray.generator.zc import LOG_SCALED_PROXIES, ZCTransform
+from hgnas_ray.space.nb201_cells import nb201_arch
 
 __all__ = ["ARTIFACT_FILE", "FORMAT_VERSION", "LOG_SCALED_PROXIES", "WEIGHT_FILES",
            "ArtifactError", "CellGenerator", "ClusterIdError", "ConditionError",

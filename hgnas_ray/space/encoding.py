@@ -9,7 +9,8 @@ Decoding turns any adjacency/feature logits back into a valid cell: a node is us
 op probability reaches 0.5; adjacency is thresholded at 0.5; every used node gets a parent (its
 most likely one) and every sink is joined to the output; ops and kernels are argmaxed over what the
 vocabulary allows; if the vocabulary's floor (op nodes, edges) is not met, the most likely missing
-nodes and edges are added.
+nodes and edges are added. NAS-Bench-201 decodes to the most likely real NAS-Bench-201 cell
+instead (`hgnas_ray.space.nb201_cells`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from hgnas_ray.space.cell import INPUT, NUM_NODES, OP_NODES, OUTPUT, CellGenotype, cell_from_edges
 from hgnas_ray.space.cell_sampling import prune
+from hgnas_ray.space.nb201_cells import nearest_nb201_cell
 from hgnas_ray.space.vocab import KERNELS, MAX_OP_SLOTS, get_vocabulary
 
 GLOBAL = 8
@@ -58,8 +60,12 @@ def decode_cell(adj_logits: np.ndarray | torch.Tensor, feat_logits: np.ndarray |
                 space: str = "cell") -> CellGenotype:
     """Any logits of shapes (9, 9) and (9, 15) (or (8, ...) without the global node) -> valid cell.
 
-    The result is in canonical form.
+    The result is in canonical form. For "nb201" it is the real NAS-Bench-201 cell most likely
+    under the logits (`nearest_nb201_cell`): the repair below would give 8-node cells that no
+    arch string has.
     """
+    if space == "nb201":
+        return nearest_nb201_cell(adj_logits, feat_logits)
     adj = _sigmoid(_as_numpy(adj_logits))[:NUM_NODES, :NUM_NODES]
     feats = _sigmoid(_as_numpy(feat_logits))[:NUM_NODES]
     vocab = get_vocabulary(space)
