@@ -1,14 +1,21 @@
 """Pretraining the cell generator on Ray Train: 2 DDP workers, checkpoints, resume.
 
 A 200-cell corpus with synthetic ZC scores and tiny models; one local Ray for the module. The
-resume test re-runs the same runs folder (as after a killed job) with more CCNF epochs and
-checks that training continues from the checkpoint instead of starting over. Three Ray Train
-runs in all (about 15 s each on a busy 2-core machine).
+resume test re-runs the same runs folder with more CCNF epochs and checks that training
+continues from the checkpoint instead of starting over; the kill test SIGKILLs a job's driver
+mid-way through the G-VAE run and checks that the next run continues from the last checkpoint.
+Five Ray Train runs in all (about 15 s each on a busy 2-core machine; the kill test about 75 s).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from dataclasses import replace
 
 import pytest
@@ -92,3 +99,62 @@ def test_two_workers_train_checkpoint_and_resume(local_ray, corpus, tmp_path):
     other = replace(TINY, gvae=replace(TINY.gvae, hidden_dim=24))
     with pytest.raises(ConfigError, match="other settings or data"):
         pretrain_cells_ray(corpus, out, other, settings)
+
+
+KILLED_RUN = """
+import sys
+from dataclasses import replace
+import ray
+from hgnas_ray.distributed.pretrain import RayTrainSettings, pretrain_cells_ray
+from hgnas_ray.generator.pretrain import PretrainConfig
+
+ray.init(address=sys.argv[1], log_to_driver=False)
+config = PretrainConfig.from_dict({config!r})
+pretrain_cells_ray(sys.argv[2], sys.argv[3], config,
+                   RayTrainSettings(storage_path=sys.argv[4], workers=2))
+"""
+
+
+def _recorded_epoch(run_dir) -> int:
+    """The latest epoch Ray Train recorded in its run snapshot (0 before the first); a
+    checkpoint folder exists a little before the controller records it."""
+    try:
+        snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+    return int(snapshot["latest_checkpoint_result"]["metrics"]["epoch"])
+
+
+def test_killed_job_resumes_from_the_latest_checkpoint(local_ray, corpus, tmp_path):
+    out, runs = tmp_path / "generator", tmp_path / "runs"
+    long = replace(TINY, gvae_train=replace(TINY.gvae_train, epochs=500))
+    script = tmp_path / "killed_run.py"
+    script.write_text(textwrap.dedent(KILLED_RUN.format(config=long.to_dict())))
+    address = ray.get_runtime_context().gcs_address
+    proc = subprocess.Popen([sys.executable, str(script), address, str(corpus), str(out),
+                             str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    try:
+        while _recorded_epoch(runs / "gvae") < 2:
+            if proc.poll() is not None:
+                pytest.fail(f"the job exited early: {proc.stderr.read().decode()[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("Ray Train recorded no G-VAE checkpoint in time")
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole job driver, mid-run
+        proc.wait()
+    assert not (out / "artifact.json").exists()
+    done = _recorded_epoch(runs / "gvae")  # final: its writer is dead
+    assert 2 <= done < 500
+
+    target = done + 2
+    resumed = pretrain_cells_ray(corpus, out, replace(
+        TINY, gvae_train=replace(TINY.gvae_train, epochs=target)),
+        RayTrainSettings(storage_path=str(runs), workers=2))
+    gvae = resumed["training"]["gvae"]
+    assert gvae["resumed_from"] == done  # continued from the checkpoint, not started over
+    assert [e["epoch"] for e in gvae["history"]] == list(range(1, target + 1))
+    assert _latest_state(runs / "gvae")["epoch"] == target
+    assert len(CellGenerator.load(out).sample(2, cluster=0, seed=0)) == 2

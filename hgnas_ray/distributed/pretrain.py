@@ -17,7 +17,9 @@ Each model trains as one Ray Train run of N workers:
   (`FailureConfig(max_failures)`, Ray restarts the worker group from the latest checkpoint), and
   after the whole job was killed, when the same `RunConfig(storage_path, name)` is run again - Train
   V2 finds the run's checkpoint-manager snapshot in the storage folder and hands its latest
-  checkpoint to the new workers. `RayTrainers.begin` refuses a storage folder whose runs were made
+  checkpoint to the new workers (tested by killing a job's driver mid-run). A checkpoint counts
+  once the controller has recorded it in that snapshot, shortly after its folder appears; a job
+  killed before the first record starts that run over. `RayTrainers.begin` refuses a storage folder whose runs were made
   with other settings or data (only the epoch counts may change, e.g. to train further);
 - a run that already trained the epochs asked for is not started again: its final state is read
   from its latest checkpoint (`hgnas-run-done.json` in the run folder names it).
