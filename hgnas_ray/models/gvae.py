@@ -4,8 +4,9 @@ shaped by a metric objective on the cells' zero-cost (ZC) vectors, and dense dec
 Encoder: a linear embedding of each node's features and its position (one-hot of the 9 node
 indices), then `num_layers` residual GCN layers (no added self-loops: the encoding already has
 them; GCN needs neither torch-sparse nor pyg-lib), each LayerNorm then ReLU, the 9 node
-embeddings flattened, linear heads to mu and log-variance. Decoder: two MLPs from z to 9x9 adjacency logits and 9x15 feature logits.
-Condition head: an MLP from mu to the normalised ZC vector.
+embeddings flattened, linear heads to mu and log-variance. Decoder: two MLPs from z to 9x9
+adjacency logits and 9x15 feature logits. Condition head: an MLP from mu to the normalised ZC
+vector.
 
 Loss terms are per-element means, so their weights compare whatever the sizes:
   reconstruction = BCE(adjacency, cell-node upper triangle) + BCE(adjacency, the other entries)
