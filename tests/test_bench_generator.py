@@ -105,6 +105,6 @@ def test_nb201_accuracy_stage(tmp_path_factory):
     report = run_generator_bench(CellGenerator.load(artifact), load_scored_corpus(corpus_dir),
                                  None, SMALL, table=_FakeTable())
     acc = report["nb201_accuracy"]
-    assert acc["sampled"] <= 10 and 0 <= acc["unmappable"] <= acc["sampled"]
+    assert acc["sampled"] <= 10 and acc["unmappable"] == 0  # the decoder returns real cells
     assert 50.0 <= acc["random_mean_accuracy"] <= 56.0
     assert report["sampling"]["0.4"]["validity"] == 1.0

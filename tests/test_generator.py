@@ -271,7 +271,7 @@ def test_nb201_generator_samples_and_prints_arch_strings(nb201_artifact, capsys)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["generate", "cells", "--artifact", str(nb201_artifact), "-n", "3",
-                     "--max-draws", "40"]) == 0
+                     "--max-draws", "400"]) == 0
     out = capsys.readouterr()
     assert len(out.out.splitlines()) == 3
     for line in out.out.splitlines():

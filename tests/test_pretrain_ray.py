@@ -4,7 +4,7 @@ A 200-cell corpus with synthetic ZC scores and tiny models; one local Ray for th
 resume test re-runs the same runs folder with more CCNF epochs and checks that training
 continues from the checkpoint instead of starting over; the kill test SIGKILLs a job's driver
 mid-way through the G-VAE run and checks that the next run continues from the last checkpoint.
-Five Ray Train runs in all (about 15 s each on a busy 2-core machine; the kill test about 75 s).
+Six Ray Train runs in all (about 15 s each on a busy 2-core machine; the kill test about 75 s).
 """
 
 from __future__ import annotations
@@ -97,8 +97,14 @@ def test_two_workers_train_checkpoint_and_resume(local_ray, corpus, tmp_path):
                        generator.gvae.state_dict()["mu_head.weight"])
 
     other = replace(TINY, gvae=replace(TINY.gvae, hidden_dim=24))
-    with pytest.raises(ConfigError, match="other settings or data"):
+    with pytest.raises(ConfigError, match="other settings, data or model format"):
         pretrain_cells_ray(corpus, out, other, settings)
+    # runs of an older model format (no "format_version" in their record) are refused too
+    record = runs / "pretrain-run.json"
+    saved = json.loads(record.read_text())
+    record.write_text(json.dumps({k: v for k, v in saved.items() if k != "format_version"}))
+    with pytest.raises(ConfigError, match="differs in: format_version"):
+        pretrain_cells_ray(corpus, out, TINY, settings)
 
 
 KILLED_RUN = """
@@ -116,13 +122,29 @@ pretrain_cells_ray(sys.argv[2], sys.argv[3], config,
 
 
 def _recorded_epoch(run_dir) -> int:
-    """The latest epoch Ray Train recorded in its run snapshot (0 before the first); a
-    checkpoint folder exists a little before the controller records it."""
+    """The latest epoch Ray Train recorded in its run snapshot (0 before the first, or while
+    the file is being rewritten); a checkpoint folder exists a little before it is recorded."""
     try:
         snapshot = json.loads((run_dir / "checkpoint_manager_snapshot.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return 0
     return int(snapshot["latest_checkpoint_result"]["metrics"]["epoch"])
+
+
+def _settled_epoch(run_dir, quiet: float = 6.0, timeout: float = 120.0) -> int:
+    """The recorded epoch once the snapshot stopped changing for `quiet` seconds: after the
+    driver dies, Ray ends its Train controller asynchronously (it polls workers every 2 s), so
+    one more record may land."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        epoch = _recorded_epoch(run_dir)
+        if epoch != last or epoch == 0:
+            last, since = epoch, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return epoch
+        time.sleep(0.5)
+    pytest.fail("the killed run's snapshot kept changing")
 
 
 def test_killed_job_resumes_from_the_latest_checkpoint(local_ray, corpus, tmp_path):
@@ -131,14 +153,16 @@ def test_killed_job_resumes_from_the_latest_checkpoint(local_ray, corpus, tmp_pa
     script = tmp_path / "killed_run.py"
     script.write_text(textwrap.dedent(KILLED_RUN.format(config=long.to_dict())))
     address = ray.get_runtime_context().gcs_address
-    proc = subprocess.Popen([sys.executable, str(script), address, str(corpus), str(out),
-                             str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    log = tmp_path / "killed_run.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, str(script), address, str(corpus), str(out),
+                                 str(runs)], stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     deadline = time.monotonic() + 300
     try:
         while _recorded_epoch(runs / "gvae") < 2:
             if proc.poll() is not None:
-                pytest.fail(f"the job exited early: {proc.stderr.read().decode()[-2000:]}")
+                pytest.fail(f"the job exited early: {log.read_text()[-2000:]}")
             if time.monotonic() > deadline:
                 pytest.fail("Ray Train recorded no G-VAE checkpoint in time")
             time.sleep(0.05)
@@ -146,7 +170,7 @@ def test_killed_job_resumes_from_the_latest_checkpoint(local_ray, corpus, tmp_pa
         os.killpg(proc.pid, signal.SIGKILL)  # the whole job driver, mid-run
         proc.wait()
     assert not (out / "artifact.json").exists()
-    done = _recorded_epoch(runs / "gvae")  # final: its writer is dead
+    done = _settled_epoch(runs / "gvae")
     assert 2 <= done < 500
 
     target = done + 2

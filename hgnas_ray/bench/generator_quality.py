@@ -4,8 +4,8 @@ Stages (each timed):
   reconstruction  held-out cells (the artifact's `heldout_hashes`) -> encoder mean -> decoder
                   logits. Op accuracy: argmax over the vocabulary's ops vs the true op, per used
                   op node. Adjacency accuracy: logit >= 0 (probability >= 0.5) vs the true edge,
-                  over the 28 entries of the 8x8 upper triangle. Exact: `decode_cell` (the
-                  repairing decoder) gives the cell's canonical hash.
+                  over the 28 entries of the 8x8 upper triangle. Exact: `decode_cell` gives the
+                  cell's canonical hash.
   condition_r2    R^2 of the condition head on the held-out cells, in normalised units.
   sampling        per temperature: N raw draws (no deduplication, no retries), spread uniformly
                   over the clusters (N // K each, the first N mod K clusters one more), decoded
@@ -20,9 +20,11 @@ Stages (each timed):
                   NAS-Bench-201: random arch strings): the difference of the measured means for
                   every proxy, and their ratio where both means are > 0.
   nb201_accuracy  NAS-Bench-201 artifacts with a table only: mean CIFAR-10 test accuracy of
-                  distinct cells of the best cluster mapped back to arch strings (unmappable ones
-                  counted) vs random arch strings. The table is used only to score.
-A NAS-Bench-201 corpus of every distinct cell (`corpus build --all`) makes novelty 0 by construction.
+                  distinct cells of the best cluster, each scored by its arch string (the first
+                  of its class; unmappable ones counted, none expected: the decoder returns
+                  real cells) vs random arch strings. The table is used only to score.
+A NAS-Bench-201 corpus of every distinct cell (`corpus build --all`) makes novelty 0 by
+construction.
 """
 
 from __future__ import annotations

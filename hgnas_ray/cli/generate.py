@@ -191,7 +191,7 @@ def _register_generate(sub: argparse._SubParsersAction) -> None:
         description="Samples distinct valid cells conditioned on a cluster (--cluster K, or "
                     "'best': the highest measured mean of --proxy) or a ZC vector (--condition, "
                     "in the proxies' units). Prints one genotype per line (NAS-Bench-201 arch "
-                    "strings for an nb201 generator; cells without one are skipped and counted).")
+                    "strings for an nb201 generator).")
     cells.add_argument("--artifact", required=True, help="artifact folder")
     cells.add_argument("-n", type=int, default=1, help="how many distinct cells (default 1)")
     target = cells.add_mutually_exclusive_group()

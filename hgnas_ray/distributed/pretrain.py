@@ -19,8 +19,9 @@ Each model trains as one Ray Train run of N workers:
   V2 finds the run's checkpoint-manager snapshot in the storage folder and hands its latest
   checkpoint to the new workers (tested by killing a job's driver mid-run). A checkpoint counts
   once the controller has recorded it in that snapshot, shortly after its folder appears; a job
-  killed before the first record starts that run over. `RayTrainers.begin` refuses a storage folder whose runs were made
-  with other settings or data (only the epoch counts may change, e.g. to train further);
+  killed before the first record starts that run over. `RayTrainers.begin` refuses a storage
+  folder whose runs were made with other settings, data or model format (only the epoch counts
+  may change, e.g. to train further);
 - a run that already trained the epochs asked for is not started again: its final state is read
   from its latest checkpoint (`hgnas-run-done.json` in the run folder names it).
 
@@ -104,8 +105,8 @@ class RayTrainers:
             if existing != fingerprint:
                 changed = sorted(k for k in fingerprint if existing.get(k) != fingerprint[k])
                 raise ConfigError(
-                    f"{path.parent} holds training runs made with other settings or data "
-                    f"(differs in: {', '.join(changed)}); only the epoch counts may change "
+                    f"{path.parent} holds training runs made with other settings, data or model "
+                    f"format (differs in: {', '.join(changed)}); only the epoch counts may change "
                     "between runs. Pass a new --out (or delete that folder to start over)")
             return
         path.parent.mkdir(parents=True, exist_ok=True)

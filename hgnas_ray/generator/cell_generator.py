@@ -193,7 +193,7 @@ class CellGenerator:
 
         Draws continue until `n` cells are kept or `max_draws` (default max(10 n, 64)) cells were
         drawn; then the cells found are returned with a `GenerationWarning`. `accept` may refuse
-        cells (e.g. ones without a NAS-Bench-201 arch string). Same arguments and seed, same cells.
+        cells (e.g. ones over a budget). Same arguments and seed, same cells.
         """
         return self.sample_report(n, cluster=cluster, condition=condition, like=like,
                                   temperature=temperature, seed=seed, normalized=normalized,

@@ -34,7 +34,7 @@ import torch
 
 from hgnas_ray.config import from_dict, to_dict
 from hgnas_ray.errors import ConfigError, DataError
-from hgnas_ray.generator.artifact import write_artifact
+from hgnas_ray.generator.artifact import FORMAT_VERSION, write_artifact
 from hgnas_ray.generator.corpus_data import ScoredCorpus, load_scored_corpus
 from hgnas_ray.generator.zc import ZCTransform, default_log_scaled
 from hgnas_ray.models import CCNF, CCNFConfig, CellClusters
@@ -299,7 +299,9 @@ def _fingerprint(config: PretrainConfig, corpus: ScoredCorpus, train_rows: np.nd
     for row in train_rows:
         digest.update(corpus.hashes[row].encode())
         digest.update(np.ascontiguousarray(corpus.zc[row]).tobytes())
-    return {"config": settings, "space": corpus.space, "proxies": list(corpus.proxies),
+    # the format version: checkpoints of another model architecture cannot be resumed
+    return {"format_version": FORMAT_VERSION, "config": settings, "space": corpus.space,
+            "proxies": list(corpus.proxies),
             "log_scaled": list(log_scaled), "train_cells": len(train_rows),
             "train_data_sha256": digest.hexdigest()}
 

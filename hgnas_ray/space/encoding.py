@@ -20,7 +20,6 @@ import torch
 
 from hgnas_ray.space.cell import INPUT, NUM_NODES, OP_NODES, OUTPUT, CellGenotype, cell_from_edges
 from hgnas_ray.space.cell_sampling import prune
-from hgnas_ray.space.nb201_cells import nearest_nb201_cell
 from hgnas_ray.space.vocab import KERNELS, MAX_OP_SLOTS, get_vocabulary
 
 GLOBAL = 8
@@ -65,6 +64,8 @@ def decode_cell(adj_logits: np.ndarray | torch.Tensor, feat_logits: np.ndarray |
     arch string has.
     """
     if space == "nb201":
+        from hgnas_ray.space.nb201_cells import nearest_nb201_cell  # it imports this module
+
         return nearest_nb201_cell(adj_logits, feat_logits)
     adj = _sigmoid(_as_numpy(adj_logits))[:NUM_NODES, :NUM_NODES]
     feats = _sigmoid(_as_numpy(feat_logits))[:NUM_NODES]

@@ -5,12 +5,14 @@ Most 8-node cells of the "nb201" vocabulary are no NAS-Bench-201 cell at all (th
 does not come from the 4-node, 6-edge cell). The 15,625 arch strings fall onto 5,257 distinct
 cells (isomorphic cells and cells differing only in dead or skip/none edges). Each distinct cell
 maps back to the first of its strings in `enumerate_nb201` order. The table is built once per
-process, on first use (about a second).
+process, on first use (a few seconds).
 
 `nearest_nb201_cell` is the decoder for this space. It returns the distinct cell of highest
 likelihood under the logits: independent Bernoulli edges over the 28 cell-node pairs, and per
-op node a softmax over its op logits plus a fixed-0 "unused" logit. These are the G-VAE's
-reconstruction terms, so a perfect decoder returns the encoded cell.
+op node a softmax over its op logits plus a fixed-0 "unused" logit - the G-VAE's reconstruction
+terms, so a perfect decoder returns the encoded cell. The kernel logits are left out: here the op
+fixes the kernel, so they would count the same evidence twice, and an unsure kernel head would
+penalise every used node (an untrained model then decodes only the empty cell).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 
 from hgnas_ray.errors import GenotypeError
 from hgnas_ray.space.cell import NUM_NODES, OP_NODES, CellGenotype
+from hgnas_ray.space.encoding import cell_to_arrays
 from hgnas_ray.space.genotypes import nb201_to_cell
 from hgnas_ray.space.nb201 import Nb201Genotype, enumerate_nb201
 from hgnas_ray.space.vocab import MAX_OP_SLOTS
@@ -41,8 +44,6 @@ class _Table:
 
 @cache
 def _table() -> _Table:
-    from hgnas_ray.space.encoding import cell_to_arrays  # encoding decodes through this module
-
     archs: dict[str, str] = {}
     cells: list[CellGenotype] = []
     for genotype in enumerate_nb201():
