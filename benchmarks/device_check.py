@@ -12,7 +12,7 @@ Sections, each timed on CUDA and on the CPU (all its cores) with the same inputs
            epoch, final loss terms.
   ccnf     CCNF training steps at the paper's setting (dopri5, atol = rtol = 1e-5, adjoint,
            batch 64) on latents of the CUDA-trained G-VAE: seconds per step; then sampling 1,000
-           latents at tau 0.4 and decoding them: validity.
+           latents at tau 0.4 and decoding them: seconds, distinct cells.
 Without CUDA the CUDA columns are skipped (the script still runs, for a dry run on a laptop).
 Results go to OUT/device_check.json and a markdown table on stdout.
 """
@@ -154,7 +154,8 @@ def _ccnf(args, corpus, devices, state) -> dict:
         times.append(_sync_time(device) - start)
         entry = {"steps": steps, "s_per_step": times[0] / steps, "loss": losses[-1]}
         if device == devices[0]:
-            entry.update(_sample(ccnf.to(device), gvae.to(device), conditions, device))
+            entry.update(_sample(ccnf.to(device), gvae.to(device), conditions, device,
+                                 corpus.space))
         result[device] = entry
     if "cuda" in result:
         result["speedup"] = result["cpu"]["s_per_step"] / result["cuda"]["s_per_step"]
@@ -162,26 +163,16 @@ def _ccnf(args, corpus, devices, state) -> dict:
 
 
 @torch.no_grad()
-def _sample(ccnf, gvae, conditions, device) -> dict:
+def _sample(ccnf, gvae, conditions, device, space: str) -> dict:
     ccnf.eval()
     gvae.eval()
     condition = torch.as_tensor(conditions.mean(axis=0), dtype=torch.float32, device=device)
     generator = torch.Generator(device=device).manual_seed(0)
     start = _sync_time(device)
     z = ccnf.sample(condition, n=1000, temperature=0.4, generator=generator)
-    cells = gvae.decode_cells(z)
+    cells = gvae.decode_cells(z, space)  # the repairing decoder: always valid cells
     seconds = _sync_time(device) - start
-    valid = sum(1 for c in cells if _valid(c))
-    return {"sample_1000_s": seconds, "valid": valid / len(cells),
-            "distinct": len({c.hash for c in cells})}
-
-
-def _valid(cell) -> bool:
-    try:
-        cell.validate()
-    except Exception:
-        return False
-    return True
+    return {"sample_1000_s": seconds, "distinct": len({c.hash for c in cells})}
 
 
 def _sync_time(device: str) -> float:

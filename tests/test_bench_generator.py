@@ -62,6 +62,7 @@ def test_report_keys_and_ranges(cell_artifact):
     assert set(report["sampling"]) == {"0.4", "1"}
     for s in report["sampling"].values():
         assert s["validity"] == 1.0 and s["invalid"] == 0 and s["samples"] == 40
+        assert 0.0 <= s["validity_without_repair"] <= 1.0
         _check_unit(s["uniqueness"])
         _check_unit(s["novelty"])
     assert set(report["condition_r2"]["per_proxy"]) == set(generator.proxies)

@@ -36,6 +36,7 @@ from hgnas_ray.space.encoding import (
     cell_to_arrays,
     cell_to_data,
     decode_cell,
+    read_cell,
 )
 from hgnas_ray.space.nb201 import sample_nb201
 from hgnas_ray.space.nb201_cells import distinct_nb201_cells, nb201_arch
@@ -528,6 +529,22 @@ def test_nb201_decoding_returns_the_most_likely_real_nb201_cell() -> None:
     assert decode_cell(adj, feats, space="nb201") == cell
     assert len(distinct_nb201_cells()) == 5257
     assert all(nb201_arch(c) is not None for c in distinct_nb201_cells()[:50])
+
+
+def test_read_cell_takes_the_logits_as_they_are() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        cell = sample_cell(rng)
+        assert read_cell(*_perfect_logits(cell)) == cell
+    real = nb201_to_cell(sample_nb201(rng)).canonical()
+    assert read_cell(*_perfect_logits(real), space="nb201") == real
+    chain = make_cell({n: ("nor_conv_3x3", 3) for n in OP_NODES},
+                      [(i, i + 1) for i in range(7)], "nb201")
+    assert read_cell(*_perfect_logits(chain), space="nb201") is None  # no NB201 cell
+    adj, feats = _perfect_logits(CHAIN)
+    adj[:, 2] = -10.0  # node 2 loses its parent: the decoder would repair it, read_cell not
+    assert read_cell(adj, feats) is None
+    assert decode_cell(adj, feats).validate()
 
 
 def _logit_cases(rng: np.random.Generator, count: int):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hgnas_ray.errors import GenotypeError
 from hgnas_ray.space.cell import INPUT, NUM_NODES, OP_NODES, OUTPUT, CellGenotype, cell_from_edges
 from hgnas_ray.space.cell_sampling import prune
 from hgnas_ray.space.vocab import KERNELS, MAX_OP_SLOTS, get_vocabulary
@@ -80,6 +81,30 @@ def decode_cell(adj_logits: np.ndarray | torch.Tensor, feat_logits: np.ndarray |
     edges = _meet_edge_floor(adj, used, edges, max(vocab.min_edges, 1))
     ops, edges = prune(ops, edges)
     return cell_from_edges(ops, edges, space).validate().canonical()
+
+
+def read_cell(adj_logits: np.ndarray | torch.Tensor, feat_logits: np.ndarray | torch.Tensor,
+              space: str = "cell") -> CellGenotype | None:
+    """The cell the logits state outright, without repair: nodes whose best op probability
+    reaches 0.5, the edges among them (and the input and output) at probability >= 0.5, ops and
+    kernels argmaxed as in `decode_cell`. None when that is no valid cell of `space` (for
+    NAS-Bench-201: no real NAS-Bench-201 cell). Canonical form."""
+    adj = _sigmoid(_as_numpy(adj_logits))[:NUM_NODES, :NUM_NODES]
+    feats = _sigmoid(_as_numpy(feat_logits))[:NUM_NODES]
+    vocab = get_vocabulary(space)
+    used = [n for n in OP_NODES if feats[n, : len(vocab.ops)].max() >= 0.5]
+    nodes = [INPUT, *used, OUTPUT]
+    edges = [(i, j) for i in nodes for j in nodes if i < j and adj[i, j] >= 0.5]
+    ops = {n: _best_op(feats[n], vocab) for n in used}
+    try:
+        cell = cell_from_edges(ops, edges, space).validate().canonical()
+    except GenotypeError:
+        return None
+    if space == "nb201":
+        from hgnas_ray.space.nb201_cells import nb201_arch
+
+        return cell if nb201_arch(cell) is not None else None
+    return cell
 
 
 def _repair_edges(adj: np.ndarray, used: list[int]) -> set[tuple[int, int]]:
