@@ -68,8 +68,8 @@ def decode_cell(adj_logits: np.ndarray | torch.Tensor, feat_logits: np.ndarray |
         from hgnas_ray.space.nb201_cells import nearest_nb201_cell  # it imports this module
 
         return nearest_nb201_cell(adj_logits, feat_logits)
-    adj = _sigmoid(_as_numpy(adj_logits))[:NUM_NODES, :NUM_NODES]
-    feats = _sigmoid(_as_numpy(feat_logits))[:NUM_NODES]
+    adj = _sigmoid(as_float64(adj_logits))[:NUM_NODES, :NUM_NODES]
+    feats = _sigmoid(as_float64(feat_logits))[:NUM_NODES]
     vocab = get_vocabulary(space)
     op_probs = feats[:, : len(vocab.ops)]
     used = [n for n in OP_NODES if op_probs[n].max() >= 0.5]
@@ -89,8 +89,8 @@ def read_cell(adj_logits: np.ndarray | torch.Tensor, feat_logits: np.ndarray | t
     reaches 0.5, the edges among them (and the input and output) at probability >= 0.5, ops and
     kernels argmaxed as in `decode_cell`. None when that is no valid cell of `space` (for
     NAS-Bench-201: no real NAS-Bench-201 cell). Canonical form."""
-    adj = _sigmoid(_as_numpy(adj_logits))[:NUM_NODES, :NUM_NODES]
-    feats = _sigmoid(_as_numpy(feat_logits))[:NUM_NODES]
+    adj = _sigmoid(as_float64(adj_logits))[:NUM_NODES, :NUM_NODES]
+    feats = _sigmoid(as_float64(feat_logits))[:NUM_NODES]
     vocab = get_vocabulary(space)
     used = [n for n in OP_NODES if feats[n, : len(vocab.ops)].max() >= 0.5]
     nodes = [INPUT, *used, OUTPUT]
@@ -134,7 +134,7 @@ def _best_op(node_probs: np.ndarray, vocab) -> tuple[str, int]:
     return op, max(allowed, key=lambda k: kernel_probs[KERNELS.index(k)])
 
 
-def _as_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
+def as_float64(x: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float64)

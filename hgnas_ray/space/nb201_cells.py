@@ -25,7 +25,7 @@ import torch
 
 from hgnas_ray.errors import GenotypeError
 from hgnas_ray.space.cell import NUM_NODES, OP_NODES, CellGenotype
-from hgnas_ray.space.encoding import cell_to_arrays
+from hgnas_ray.space.encoding import as_float64, cell_to_arrays
 from hgnas_ray.space.genotypes import nb201_to_cell
 from hgnas_ray.space.nb201 import Nb201Genotype, enumerate_nb201
 from hgnas_ray.space.vocab import MAX_OP_SLOTS
@@ -79,20 +79,18 @@ def nearest_nb201_cell(adj_logits: np.ndarray | torch.Tensor,
                        feat_logits: np.ndarray | torch.Tensor) -> CellGenotype:
     """The NAS-Bench-201 cell most likely under logits (9, 9)/(9, 15) (or (8, ...))."""
     table = _table()
-    adj = _as_numpy(adj_logits)[:NUM_NODES, :NUM_NODES][_UPPER]  # (28,)
+    adj = _finite(adj_logits)[:NUM_NODES, :NUM_NODES][_UPPER]  # (28,)
     log_on, log_off = _log_sigmoid(adj), _log_sigmoid(-adj)
     edge_score = table.edges @ (log_on - log_off) + log_off.sum()  # (N,)
-    ops = _as_numpy(feat_logits)[OP_NODES[0]:OP_NODES[-1] + 1, :MAX_OP_SLOTS]  # (6, 9)
+    ops = _finite(feat_logits)[OP_NODES[0]:OP_NODES[-1] + 1, :MAX_OP_SLOTS]  # (6, 9)
     ops = np.concatenate([ops, np.zeros((len(OP_NODES), 1))], axis=1)  # + the "unused" logit
     log_probs = ops - _logsumexp(ops)  # (6, 10)
     op_score = log_probs[np.arange(len(OP_NODES)), table.op_classes].sum(axis=1)  # (N,)
     return table.cells[int(np.argmax(edge_score + op_score))]
 
 
-def _as_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0, posinf=50.0, neginf=-50.0)
+def _finite(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    return np.nan_to_num(as_float64(x), nan=0.0, posinf=50.0, neginf=-50.0)
 
 
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:
