@@ -22,6 +22,17 @@ from hgnas_ray.errors import ConfigError
 T = TypeVar("T")
 
 
+@dataclasses.dataclass(frozen=True)
+class RayConfig:
+    """Where Ray runs and what one candidate asks of it (plain data: no ray import here)."""
+
+    address: str | None = None  # None: start Ray in-process; "auto": join a running cluster
+    num_cpus: int | None = None  # in-process only; None: all cores
+    include_dashboard: bool = False
+    cpus_per_candidate: float = 1.0
+    gpus_per_candidate: float = 0.0
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
     """Build the dataclass `cls` from a mapping, recursing into nested dataclasses."""
     data = dict(data or {})

@@ -125,9 +125,9 @@ def run_score(args: argparse.Namespace) -> int:
     shards = cell_shards(corpus)  # an empty corpus fails here too
     out = Path(args.out).expanduser().resolve() if args.out else default_scores_dir(corpus)
     _check_task(config)
+    from hgnas_ray.config import RayConfig
     from hgnas_ray.distributed.corpus_scoring import score_corpus
     from hgnas_ray.distributed.runtime import init_ray
-    from hgnas_ray.search.config import RayConfig
 
     address = args.address or os.environ.get("RAY_ADDRESS")  # set under `ray job submit`
     init_ray(RayConfig(address=address, num_cpus=None if address else args.ray_cpus))

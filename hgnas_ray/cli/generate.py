@@ -153,10 +153,10 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def _pretrain_on_ray(args: argparse.Namespace, config, out: Path, log) -> dict:
+    from hgnas_ray.config import RayConfig
     from hgnas_ray.distributed.pretrain import RayTrainers, RayTrainSettings
     from hgnas_ray.distributed.runtime import init_ray
     from hgnas_ray.generator.pretrain import pretrain_cells
-    from hgnas_ray.search.config import RayConfig
 
     settings = RayTrainSettings(storage_path=str(Path(args.storage or out / "runs").resolve()),
                                 workers=args.workers, use_gpu=args.gpu,

@@ -6,7 +6,7 @@ import os
 
 import ray
 
-from hgnas_ray.search.config import RayConfig
+from hgnas_ray.config import RayConfig
 
 
 def init_ray(config: RayConfig) -> None:

@@ -1,4 +1,8 @@
-"""The search job's configuration (frozen dataclasses, YAML, validated on load)."""
+"""The search job's configuration (frozen dataclasses, YAML, validated on load).
+
+`RayConfig` lives in `hgnas_ray.config` (every Ray entry point uses it); it is imported here
+as the type of `SearchConfig.ray`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hgnas_ray.config import RayConfig
 from hgnas_ray.errors import ConfigError
 
 STORAGE_ENV = "HGNAS_STORAGE"
@@ -45,15 +50,6 @@ class SampleConfig:
         if self.rank_by not in self.proxies:
             raise ConfigError(f"sample.rank_by {self.rank_by!r} is not among sample.proxies "
                               f"{list(self.proxies)}")
-
-
-@dataclass(frozen=True)
-class RayConfig:
-    address: str | None = None  # None: start Ray in-process; "auto": join a running cluster
-    num_cpus: int | None = None  # in-process only; None: all cores
-    include_dashboard: bool = False
-    cpus_per_candidate: float = 1.0
-    gpus_per_candidate: float = 0.0
 
 
 @dataclass(frozen=True)
