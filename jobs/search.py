@@ -22,9 +22,9 @@ import numpy as np
 from hgnas_ray.config import load_config, save_config
 from hgnas_ray.data import load_task, probe_batches
 from hgnas_ray.errors import HgnasError
+from hgnas_ray.nn.budget import Budget, sample_within_budget
 from hgnas_ray.nn.builder import TaskShape
 from hgnas_ray.search.config import SearchConfig
-from hgnas_ray.space.budget import Budget, sample_within_budget
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

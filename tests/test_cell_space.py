@@ -27,6 +27,7 @@ from hgnas_ray.space import (
 )
 from hgnas_ray.space.cell import INPUT, OP_NODES, OUTPUT, cell_from_edges
 from hgnas_ray.space.cell_sampling import all_edges, prune, resolve_skips
+from hgnas_ray.space.decoding import decode_cell, read_cell
 from hgnas_ray.space.encoding import (
     GLOBAL,
     NUM_FEATURES,
@@ -35,8 +36,6 @@ from hgnas_ray.space.encoding import (
     ROLE_OUTPUT,
     cell_to_arrays,
     cell_to_data,
-    decode_cell,
-    read_cell,
 )
 from hgnas_ray.space.nb201 import sample_nb201
 from hgnas_ray.space.nb201_cells import distinct_nb201_cells, nb201_arch

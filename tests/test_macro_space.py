@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hgnas_ray.errors import BudgetError, GenotypeError
+from hgnas_ray.nn.budget import Budget, minimum_cost, sample_within_budget
 from hgnas_ray.nn.builder import TaskShape, genotype_cost
 from hgnas_ray.nn.cost import Cost
 from hgnas_ray.space import (
@@ -22,7 +23,6 @@ from hgnas_ray.space import (
     parse_genotype,
     sample_macro,
 )
-from hgnas_ray.space.budget import Budget, minimum_cost, sample_within_budget
 from hgnas_ray.space.cell import cell_from_edges
 from hgnas_ray.space.macro import MAX_CELLS, _resize_stage, round_width
 

@@ -15,7 +15,8 @@ from hgnas_ray.errors import ConfigError, DataError
 from hgnas_ray.models import CCNF, GVAE, CCNFConfig, CellClusters, GVAEConfig
 from hgnas_ray.models.gvae import node_feature_loss, zc_triplet_loss
 from hgnas_ray.space import sample_cell
-from hgnas_ray.space.encoding import cell_to_arrays, decode_cell
+from hgnas_ray.space.decoding import decode_cell
+from hgnas_ray.space.encoding import cell_to_arrays
 from hgnas_ray.training import (
     CellGraphDataset,
     TrainConfig,

@@ -51,7 +51,8 @@ from hgnas_ray.generator.cell_generator import (
 from hgnas_ray.generator.corpus_data import ScoredCorpus
 from hgnas_ray.space.cell import NUM_NODES, CellGenotype
 from hgnas_ray.space.cell_sampling import sample_cell
-from hgnas_ray.space.encoding import cell_to_arrays, decode_cell, read_cell
+from hgnas_ray.space.decoding import decode_cell, read_cell
+from hgnas_ray.space.encoding import cell_to_arrays
 
 # cells -> raw ZC (N, C) in the proxies' units, NaN where a proxy failed
 ScoreFn = Callable[[Sequence[CellGenotype]], np.ndarray]

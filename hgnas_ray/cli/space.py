@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from hgnas_ray.errors import BudgetError, HgnasError
+from hgnas_ray.nn.budget import Budget, sample_within_budget
 from hgnas_ray.nn.builder import SkeletonSize, TaskShape, genotype_cost
 from hgnas_ray.nn.cost import Cost
 from hgnas_ray.space import (
@@ -24,7 +25,6 @@ from hgnas_ray.space import (
     parse_genotype,
     sample_genotype,
 )
-from hgnas_ray.space.budget import Budget, sample_within_budget
 
 MAC_UNITS = "multiply-accumulates of conv+linear layers, per sample"
 FLOP_UNITS = "2 x macs"

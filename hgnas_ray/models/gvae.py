@@ -37,7 +37,8 @@ from torch_geometric.nn import GCNConv
 from hgnas_ray.errors import ConfigError, DataError
 from hgnas_ray.models._random import randn
 from hgnas_ray.space.cell import NUM_NODES, OP_NODES, CellGenotype
-from hgnas_ray.space.encoding import GRAPH_NODES, NUM_FEATURES, ROLE_GLOBAL, decode_cell
+from hgnas_ray.space.decoding import decode_cell
+from hgnas_ray.space.encoding import GRAPH_NODES, NUM_FEATURES, ROLE_GLOBAL
 from hgnas_ray.space.vocab import MAX_OP_SLOTS
 
 OP_SLICE = slice(OP_NODES[0], OP_NODES[-1] + 1)  # the op nodes' rows of the features

@@ -1,4 +1,7 @@
-"""Parameter and MAC budgets (DESIGN 2.2): hard limits checked on exact counts."""
+"""Parameter and MAC budgets (DESIGN 2.2): hard limits checked on exact counts.
+
+Here and not in `hgnas_ray.space`: checking a budget builds the network to count it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from hgnas_ray.errors import BudgetError
+from hgnas_ray.nn.builder import genotype_cost
 from hgnas_ray.space.cell import CellGenotype
 from hgnas_ray.space.macro import MIN_CHANNELS, MacroGenotype, Stage, sample_macro
 
@@ -64,8 +68,6 @@ def minimum_cost(task) -> tuple[int, int]:
     The smallest network (8-channel stem, one parameter-free average-pool cell, 8-channel head)
     has the fewest parameters possible; every network pays at least its stem and classifier MACs.
     """
-    from hgnas_ray.nn.builder import genotype_cost
-
     cell = CellGenotype(("avg_pool", "none", "none", "none", "none", "none"), (1, 0, 0, 0, 0, 0),
                         ((0, 1), (0, 7), (1, 7)))
     smallest = MacroGenotype(MIN_CHANNELS, (Stage(cell, MIN_CHANNELS, 1, 1),), MIN_CHANNELS)
@@ -77,8 +79,6 @@ def minimum_cost(task) -> tuple[int, int]:
 def sample_within_budget(rng: np.random.Generator, budget: Budget, task,
                          max_draws: int = 200) -> MacroGenotype:
     """Rejection-sample a macro network whose exact cost fits the budget."""
-    from hgnas_ray.nn.builder import genotype_cost  # the space layer needs nn only here
-
     min_params, min_macs = minimum_cost(task)
     if (budget.max_params or min_params) < min_params or (budget.max_macs or min_macs) < min_macs:
         raise BudgetError(f"budget ({budget}) is below what any macro network needs for this "
