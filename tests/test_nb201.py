@@ -12,13 +12,13 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from hgnas_ray.bench import Nb201Table
 from hgnas_ray.errors import DataError, GenotypeError
 from hgnas_ray.nn.cost import count_macs, count_params
 from hgnas_ray.nn.nb201 import Nb201Network, Zero
 from hgnas_ray.space.nb201 import (
     NB201_OPS,
     Nb201Genotype,
-    Nb201Table,
     enumerate_nb201,
     mutate_nb201,
     sample_nb201,

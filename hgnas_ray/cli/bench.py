@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from hgnas_ray.bench import Nb201Table
 from hgnas_ray.bench.proxy_validation import (
     DEFAULT_PROXIES,
     ValidationSetup,
@@ -19,7 +20,6 @@ from hgnas_ray.bench.proxy_validation import (
 )
 from hgnas_ray.errors import ConfigError
 from hgnas_ray.search.scorer import check_proxy_names
-from hgnas_ray.space import Nb201Table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,10 +16,10 @@ from hgnas_ray.space.genotypes import (
     sample_genotype,
 )
 from hgnas_ray.space.macro import MacroGenotype, Stage, mutate_macro, sample_macro
-from hgnas_ray.space.nb201 import Nb201Genotype, Nb201Table
+from hgnas_ray.space.nb201 import Nb201Genotype
 from hgnas_ray.space.vocab import OpVocabulary, get_vocabulary
 
-__all__ = ["SPACES", "CellGenotype", "Genotype", "MacroGenotype", "Nb201Genotype", "Nb201Table",
+__all__ = ["SPACES", "CellGenotype", "Genotype", "MacroGenotype", "Nb201Genotype",
            "OpVocabulary", "Stage", "format_genotype", "genotype_from_dict", "genotype_hash",
            "get_vocabulary", "mutate_cell", "mutate_genotype", "mutate_macro", "nb201_to_cell",
            "parse_genotype", "sample_cell", "sample_genotype", "sample_macro"]
