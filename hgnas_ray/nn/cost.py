@@ -44,6 +44,11 @@ def count_macs(module: nn.Module, input_shape: tuple[int, int, int]) -> int:
     module = copy.deepcopy(module)
     if _device(module) != "meta":
         module = module.to("meta")
+    return _count_macs_in_place(module, input_shape)
+
+
+def _count_macs_in_place(module: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """`count_macs` on a meta-device module it may change (BatchNorm dropped, hooks added)."""
     _drop_batchnorm(module)
     module.eval()
     total = 0
@@ -80,7 +85,11 @@ def network_cost(build: Callable[[], nn.Module], input_shape: tuple[int, int, in
     """Build a network on the meta device (no memory, no init cost) and count it."""
     with torch.device("meta"):
         module = build()
-    return Cost(count_params(module), count_macs(module, input_shape))
+    params = count_params(module)
+    if _device(module) != "meta":  # `build` returned a module made elsewhere: leave it as it is
+        return Cost(params, count_macs(module, input_shape))
+    # built here for this count only: counted in place, saving the deep copy (~1/3 of the time)
+    return Cost(params, _count_macs_in_place(module, input_shape))
 
 
 def _device(module: nn.Module) -> str:
