@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hgnas_ray.evaluation import PAPER_BATCH, PAPER_SKELETON, Evaluator, load_probe
 from hgnas_ray.generator.corpus_data import load_scored_corpus
 from hgnas_ray.generator.zc import ZCTransform, default_log_scaled
 from hgnas_ray.models import CCNF, GVAE, CCNFConfig, GVAEConfig
-from hgnas_ray.search.scorer import PAPER_BATCH, PAPER_SKELETON, GenotypeScorer, load_probe
 from hgnas_ray.training import CellGraphDataset, TrainConfig, train_ccnf, train_gvae
 from hgnas_ray.training.gvae import gvae_latents
 
@@ -78,7 +78,7 @@ def _proxies(args, corpus, devices, state) -> dict:
     values: dict[str, np.ndarray] = {}
     for device in devices:
         n = args.cells if device == "cuda" else args.cpu_cells
-        scorer = GenotypeScorer(proxies, batches, task, PAPER_SKELETON, device=device)
+        scorer = Evaluator(proxies, batches, task, PAPER_SKELETON, device=device)
         scorer(corpus.cells[0])  # warm-up (CUDA context, kernels)
         start = _sync_time(device)
         records = [scorer(cell) for cell in corpus.cells[:n]]

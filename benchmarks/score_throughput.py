@@ -4,7 +4,7 @@
         python benchmarks/score_throughput.py --n 400
 
 Same cells (a corpus of --n distinct cells, seed 0), same probe batches (real task images),
-same proxies and skeleton in every mode. The serial loop runs `GenotypeScorer` over the rows with
+same proxies and skeleton in every mode. The serial loop runs `Evaluator` over the rows with
 torch threads = 1; each Ray worker is an actor with num_cpus=1 and torch threads = 1, so the
 modes compare like with like. Wall times are end to end: the serial time includes building the
 scorer (loading the task and probe batches), a Ray time includes starting the actors (each
@@ -85,7 +85,7 @@ def serial(corpus: Path, config: ScoringConfig) -> tuple[float, dict[str, list[f
     start = time.perf_counter()
     scorer = CorpusScorer(config.to_dict())
     table = pa.concat_tables(read_cell_shard(p, ["hash", "genotype"]) for p in cell_shards(corpus))
-    scores = {h: _values(scorer.scorer(g), (*config.proxies, "seconds"))
+    scores = {h: _values(scorer.evaluator(g), (*config.proxies, "seconds"))
               for h, g in zip(table["hash"].to_pylist(), table["genotype"].to_pylist(),
                               strict=True)}
     return time.perf_counter() - start, scores

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from scipy import stats
 
+from hgnas_ray.evaluation import Evaluator, load_probe
 from hgnas_ray.nn.builder import SkeletonSize
-from hgnas_ray.search.scorer import GenotypeScorer, load_probe
 from hgnas_ray.space import sample_cell
 
 SETTINGS = {"paper": (SkeletonSize(16, 5), 64), "cpu": (SkeletonSize(8, 1), 32)}
@@ -45,7 +45,7 @@ def main() -> int:
     scorers = {}
     for name, (skeleton, batch) in SETTINGS.items():
         batches, task = load_probe("cifar10", args.data, batch, 1, args.seed)
-        scorers[name] = GenotypeScorer(proxies, batches, task, skeleton, args.seed, "cpu")
+        scorers[name] = Evaluator(proxies, batches, task, skeleton, args.seed, "cpu")
     with out.open("a") as sink:
         for index, cell in enumerate(cells):
             if cell.hash in done:

@@ -22,6 +22,7 @@ import numpy as np
 from hgnas_ray.config import load_config, save_config
 from hgnas_ray.data import load_task, probe_batches
 from hgnas_ray.errors import HgnasError
+from hgnas_ray.evaluation import Evaluator
 from hgnas_ray.nn.budget import Budget, sample_within_budget
 from hgnas_ray.nn.builder import TaskShape
 from hgnas_ray.search.config import SearchConfig
@@ -104,6 +105,8 @@ def _evaluate(config: SearchConfig, todo: list[dict], batches, task: TaskShape,
     from hgnas_ray.distributed.runtime import init_ray
 
     init_ray(config.ray)
+    evaluator = Evaluator(config.sample.proxies, batches, task, seed=config.sample.seed,
+                          forward_check=True)
     start, count = time.perf_counter(), 0
     with results_path.open("a") as sink:
         def on_result(record: dict) -> None:
@@ -111,29 +114,29 @@ def _evaluate(config: SearchConfig, todo: list[dict], batches, task: TaskShape,
             count += 1
             sink.write(json.dumps(record) + "\n")
             sink.flush()
-            value = record.get("proxies", {}).get(config.sample.rank_by, {}).get("value")
             print(f"[{count}/{len(todo)}] {record.get('hash', '?')} {record['status']} "
-                  f"params={record.get('params', '?')} {config.sample.rank_by}={value} "
+                  f"params={record.get('params', '?')} "
+                  f"{config.sample.rank_by}={record.get(config.sample.rank_by)} "
                   f"({time.perf_counter() - start:.1f}s)", flush=True)
 
-        evaluate_many(todo, batches, task, config.sample.proxies, config.sample.seed,
-                      config.ray.cpus_per_candidate, config.ray.gpus_per_candidate, on_result)
+        evaluate_many(todo, evaluator, config.ray.cpus_per_candidate,
+                      config.ray.gpus_per_candidate, on_result)
 
 
 def _rank(path: Path, rank_by: str) -> list[dict]:
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    ok = [r for r in records if r["status"] == "ok"]
+    scored = [r for r in records if r["status"] != "error"]  # "partial": some proxy failed
 
     def key(record: dict) -> float:
-        value = record["proxies"].get(rank_by, {}).get("value")
+        value = record.get(rank_by)
         return -math.inf if value is None or math.isnan(value) else value
 
-    ranked = sorted(ok, key=key, reverse=True)
-    return [{"rank": i + 1, "hash": r["hash"], rank_by: r["proxies"][rank_by]["value"],
+    ranked = sorted(scored, key=key, reverse=True)
+    return [{"rank": i + 1, "hash": r["hash"], rank_by: r.get(rank_by),
              "params": r["params"], "macs": r["macs"], "flops": r["flops"],
              "genotype": r["genotype"]} for i, r in enumerate(ranked)] + \
         [{"rank": None, "hash": r.get("hash"), "error": r.get("error")} for r in records
-         if r["status"] != "ok"]
+         if r["status"] == "error"]
 
 
 def _print_ranking(ranking: list[dict], rank_by: str) -> None:

@@ -20,7 +20,7 @@ def test_no_ray_import_outside_distributed():
 
 def test_importing_the_core_does_not_load_ray():
     code = ("import sys, hgnas_ray.space, hgnas_ray.nn, hgnas_ray.data, hgnas_ray.proxies, "
-            "hgnas_ray.search.evaluate, hgnas_ray.cli; "
+            "hgnas_ray.evaluation, hgnas_ray.cli; "
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -383,7 +383,7 @@ def corpus_score_fn(corpus_dir, data_root: str | None = None) -> ScoreFn:
     proxies = tuple(settings["proxies"])
     if settings.get("task") == "synthetic":
         return _synthetic_score_fn(proxies, int(settings.get("seed", 0)))
-    scorer = CorpusScorer({**settings, "data_root": data_root, "device": "cpu"}).scorer
+    scorer = CorpusScorer({**settings, "data_root": data_root, "device": "cpu"}).evaluator
 
     def score(cells: Sequence[CellGenotype]) -> np.ndarray:
         records = [scorer(c) for c in cells]

@@ -62,13 +62,13 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(setup: ValidationSetup, threads: int) -> None:
     import torch
 
+    from hgnas_ray.evaluation import Evaluator, load_probe
     from hgnas_ray.nn.builder import SkeletonSize
-    from hgnas_ray.search.scorer import GenotypeScorer, load_probe
 
     torch.set_num_threads(threads)
     batches, task = load_probe(setup.task, setup.data_root, setup.batch_size, 2, setup.seed)
     skeleton = SkeletonSize(setup.channels, setup.cells_per_stage)
-    _WORKER["scorer"] = GenotypeScorer(setup.proxies, batches, task, skeleton, setup.seed, "cpu")
+    _WORKER["scorer"] = Evaluator(setup.proxies, batches, task, skeleton, setup.seed, "cpu")
 
 
 def _score_one(arch: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from hgnas_ray.bench.proxy_validation import (
     run_validation,
 )
 from hgnas_ray.errors import ConfigError
-from hgnas_ray.search.scorer import check_proxy_names
+from hgnas_ray.evaluation import check_proxy_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:

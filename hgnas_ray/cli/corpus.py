@@ -102,7 +102,7 @@ def run_build(args: argparse.Namespace) -> int:
 def scoring_config(args: argparse.Namespace) -> ScoringConfig:
     """The validated scoring config of the parsed options (paths made absolute for workers)."""
     from hgnas_ray.data import resolve_data_root
-    from hgnas_ray.search.scorer import default_setup
+    from hgnas_ray.evaluation import default_setup
 
     device = "cuda" if args.num_gpus > 0 else "cpu"
     setup = default_setup(device)
@@ -152,7 +152,7 @@ def run_score(args: argparse.Namespace) -> int:
 def _check_task(config: ScoringConfig) -> None:
     """Load the probe batches once here, so a missing dataset is one clear line, not N failed
     actors."""
-    from hgnas_ray.search.scorer import load_probe
+    from hgnas_ray.evaluation import load_probe
 
     load_probe(config.task, config.data_root, config.batch_size, config.probe_batches,
                config.seed, config.class_balanced)

@@ -9,8 +9,8 @@ import sys
 
 from hgnas_ray.cli.space import genotype_lines
 from hgnas_ray.errors import GenotypeError, HgnasError
+from hgnas_ray.evaluation import Evaluator, check_proxy_names, default_setup, load_probe
 from hgnas_ray.nn.builder import SkeletonSize
-from hgnas_ray.search.scorer import GenotypeScorer, check_proxy_names, default_setup, load_probe
 from hgnas_ray.space import SPACES, CellGenotype, MacroGenotype, Nb201Genotype, parse_genotype
 
 SPACE_TYPES = {"cell": CellGenotype, "macro": MacroGenotype, "nb201": Nb201Genotype}
@@ -50,7 +50,7 @@ def run_score(args: argparse.Namespace) -> int:
     batches, task = load_probe(args.task, args.data, batch_size, 2, args.seed,
                                args.class_balanced)
     device = args.device or ("cuda" if setup.batch_size == 64 else "cpu")
-    scorer = GenotypeScorer(proxies, batches, task, skeleton, args.seed, device)
+    scorer = Evaluator(proxies, batches, task, skeleton, args.seed, device)
     failures = 0
     for line_no, text in genotype_lines(args.genotypes):
         try:

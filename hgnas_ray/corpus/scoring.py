@@ -2,8 +2,9 @@
 
 `CorpusScorer` is built from a plain config dict (so it can cross a process boundary), loads the
 task and its probe batches once, and maps a table of (hash, genotype) rows to a table of scores
-with `score_schema`. `hgnas_ray.distributed.corpus_scoring` runs it in a Ray Data actor pool;
-a serial loop can call it directly.
+with `score_schema`, through the one `hgnas_ray.evaluation.Evaluator` (its flat records carry
+more keys, e.g. flops, than the score schema keeps). `hgnas_ray.distributed.corpus_scoring` runs
+it in a Ray Data actor pool; a serial loop can call it directly.
 
 Output, one row per input cell, in ``<out>/part-NNNNN.parquet`` (same id as the input shard):
 ``hash``, ``genotype`` (strings), per proxy ``<proxy>`` (float64, NaN unless its status is ok)
@@ -35,7 +36,7 @@ from hgnas_ray.corpus.shards import (
     write_table_atomic,
 )
 from hgnas_ray.errors import ConfigError, DataError
-from hgnas_ray.search.scorer import check_proxy_names
+from hgnas_ray.evaluation import check_proxy_names
 
 SCORES_DIR = "scores"
 SCORING_FILE = "scoring.json"
@@ -115,16 +116,16 @@ class CorpusScorer:
     """
 
     def __init__(self, config: Mapping[str, Any]) -> None:
+        from hgnas_ray.evaluation import Evaluator, load_probe
         from hgnas_ray.nn.builder import SkeletonSize
-        from hgnas_ray.search.scorer import GenotypeScorer, load_probe
 
         self.config = ScoringConfig.from_dict(config)
         cfg = self.config
         batches, task = load_probe(cfg.task, cfg.data_root, cfg.batch_size, cfg.probe_batches,
                                    cfg.seed, cfg.class_balanced)
-        self.scorer = GenotypeScorer(cfg.proxies, batches, task,
-                                     SkeletonSize(cfg.skeleton_channels, cfg.skeleton_cells),
-                                     seed=cfg.seed, device=cfg.device)
+        self.evaluator = Evaluator(cfg.proxies, batches, task,
+                                   SkeletonSize(cfg.skeleton_channels, cfg.skeleton_cells),
+                                   seed=cfg.seed, device=cfg.device)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         hashes = table.column("hash").to_pylist()
@@ -137,7 +138,7 @@ class CorpusScorer:
             record = failed_record(self.config.proxies, "empty genotype")
         else:
             try:
-                record = self.scorer(genotype)
+                record = self.evaluator(genotype)
             except Exception as err:  # noqa: BLE001  one cell must never end a corpus run
                 record = failed_record(self.config.proxies, f"{type(err).__name__}: {err}")
                 record["genotype"] = genotype
@@ -146,7 +147,7 @@ class CorpusScorer:
 
 
 def failed_record(proxies: Sequence[str], message: str) -> dict[str, Any]:
-    """The record of a cell that could not be scored at all (`GenotypeScorer` catches the
+    """The record of a cell that could not be scored at all (`Evaluator` catches the
     expected failures itself; this is for anything else)."""
     record: dict[str, Any] = {"status": "error", "error": message, "seconds": math.nan}
     for name in proxies:

@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ray
 from ray.util import metrics
 
-from hgnas_ray.nn.builder import TaskShape
-from hgnas_ray.search.evaluate import evaluate_candidate
+from hgnas_ray.evaluation import Evaluator
 
 
 @ray.remote
-def _evaluate_remote(genotype: dict, batches: list, task: TaskShape, proxies: Sequence[str],
-                     seed: int) -> dict[str, Any]:
+def _evaluate_remote(evaluator: Evaluator, genotype: dict) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)  # one task per CPU: avoid oversubscription
-    return evaluate_candidate(genotype, batches, task, proxies, seed)
+    return evaluator(genotype)
 
 
-def evaluate_many(genotypes: Iterable[dict], batches: list, task: TaskShape,
-                  proxies: Sequence[str], seed: int, num_cpus: float = 1.0, num_gpus: float = 0.0,
+def evaluate_many(genotypes: Iterable[dict], evaluator: Evaluator, num_cpus: float = 1.0,
+                  num_gpus: float = 0.0,
                   on_result: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
-    """Run `evaluate_candidate` on every genotype; call `on_result` as each one finishes."""
-    batches_ref = ray.put(batches)
+    """Run `evaluator` on every genotype dict as a Ray task; call `on_result` with each flat
+    record as it finishes. The evaluator (with its probe batches) is put in the object store
+    once."""
+    evaluator_ref = ray.put(evaluator)
     remote = _evaluate_remote.options(num_cpus=num_cpus, num_gpus=num_gpus)
-    pending = [remote.remote(g, batches_ref, task, tuple(proxies), seed) for g in genotypes]
+    pending = [remote.remote(evaluator_ref, g) for g in genotypes]
     evaluated = metrics.Counter("hgnas_candidates_evaluated",
                                 description="candidates built, costed and scored",
                                 tag_keys=("status",))
