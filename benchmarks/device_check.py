@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hgnas_ray.corpus.reading import load_scored_corpus
 from hgnas_ray.evaluation import PAPER_BATCH, PAPER_SKELETON, Evaluator, load_probe
-from hgnas_ray.generator.corpus_data import load_scored_corpus
-from hgnas_ray.generator.zc import ZCTransform, default_log_scaled
+from hgnas_ray.generator.cells.zc import ZCTransform, default_log_scaled
 from hgnas_ray.models import CCNF, GVAE, CCNFConfig, GVAEConfig
 from hgnas_ray.training import CellGraphDataset, TrainConfig, train_ccnf, train_gvae
 from hgnas_ray.training.gvae import gvae_latents

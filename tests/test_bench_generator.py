@@ -16,7 +16,7 @@ from hgnas_ray.cli import main
 from hgnas_ray.corpus import CorpusSpec, build_corpus
 from hgnas_ray.errors import ConfigError
 from hgnas_ray.generator import CellGenerator, load_scored_corpus, write_synthetic_scores
-from hgnas_ray.generator.pretrain import PretrainConfig, pretrain_cells
+from hgnas_ray.generator.cells.pretrain import PretrainConfig, pretrain_cells
 from hgnas_ray.models import CCNFConfig
 from hgnas_ray.models.gvae import GVAEConfig
 from hgnas_ray.space import Nb201Genotype

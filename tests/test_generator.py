@@ -30,8 +30,8 @@ from hgnas_ray.generator import (
     nb201_arch,
     write_synthetic_scores,
 )
-from hgnas_ray.generator.artifact import FORMAT_VERSION
-from hgnas_ray.generator.pretrain import PretrainConfig, pretrain_cells
+from hgnas_ray.generator.cells.artifact import FORMAT_VERSION
+from hgnas_ray.generator.cells.pretrain import PretrainConfig, pretrain_cells
 from hgnas_ray.models import CCNFConfig
 from hgnas_ray.models.gvae import GVAEConfig
 from hgnas_ray.space import CellGenotype, Nb201Genotype, nb201_to_cell, parse_genotype

@@ -12,6 +12,7 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from hgnas_ray.errors import ConfigError, DataError
+from hgnas_ray.generator.cells.zc import ZCNormalizer
 from hgnas_ray.models import CCNF, GVAE, CCNFConfig, CellClusters, GVAEConfig
 from hgnas_ray.models.gvae import node_feature_loss, zc_triplet_loss
 from hgnas_ray.space import sample_cell
@@ -20,7 +21,6 @@ from hgnas_ray.space.encoding import cell_to_arrays
 from hgnas_ray.training import (
     CellGraphDataset,
     TrainConfig,
-    ZCNormalizer,
     gvae_latents,
     train_ccnf,
     train_gvae,

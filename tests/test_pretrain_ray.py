@@ -31,7 +31,7 @@ from hgnas_ray.distributed.pretrain import (  # noqa: E402
 )
 from hgnas_ray.errors import ConfigError  # noqa: E402
 from hgnas_ray.generator import CellGenerator, write_synthetic_scores  # noqa: E402
-from hgnas_ray.generator.pretrain import PretrainConfig  # noqa: E402
+from hgnas_ray.generator.cells.pretrain import PretrainConfig  # noqa: E402
 from hgnas_ray.models import CCNFConfig  # noqa: E402
 from hgnas_ray.models.gvae import GVAEConfig  # noqa: E402
 from hgnas_ray.training import TrainConfig  # noqa: E402
@@ -112,7 +112,7 @@ import sys
 from dataclasses import replace
 import ray
 from hgnas_ray.distributed.pretrain import RayTrainSettings, pretrain_cells_ray
-from hgnas_ray.generator.pretrain import PretrainConfig
+from hgnas_ray.generator.cells.pretrain import PretrainConfig
 
 ray.init(address=sys.argv[1], log_to_driver=False)
 config = PretrainConfig.from_dict({config!r})

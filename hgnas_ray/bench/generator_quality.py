@@ -42,13 +42,13 @@ import numpy as np
 import torch
 from scipy import stats
 
+from hgnas_ray.corpus.reading import ScoredCorpus
 from hgnas_ray.errors import ConfigError, DataError, GenotypeError
-from hgnas_ray.generator.cell_generator import (
+from hgnas_ray.generator.cells.cell_generator import (
     CLUSTER_TEMPERATURE,
     CellGenerator,
     GenerationWarning,
 )
-from hgnas_ray.generator.corpus_data import ScoredCorpus
 from hgnas_ray.space.cell import NUM_NODES, CellGenotype
 from hgnas_ray.space.cell_sampling import sample_cell
 from hgnas_ray.space.decoding import decode_cell, read_cell
@@ -394,7 +394,7 @@ def corpus_score_fn(corpus_dir, data_root: str | None = None) -> ScoreFn:
 
 
 def _synthetic_score_fn(proxies: tuple[str, ...], seed: int) -> ScoreFn:
-    from hgnas_ray.generator.synthetic import synthetic_zc
+    from hgnas_ray.generator.cells.synthetic import synthetic_zc
 
     rng = np.random.default_rng(seed)
 

@@ -98,7 +98,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser, corpus_required: boo
 def pretrain_config(args: argparse.Namespace):
     """The validated `PretrainConfig` of a YAML file, --set overrides and the flags."""
     from hgnas_ray.config import load_config
-    from hgnas_ray.generator.pretrain import PretrainConfig
+    from hgnas_ray.generator.cells.pretrain import PretrainConfig
 
     config = load_config(PretrainConfig, args.config, args.set)
     gvae = _override(config.gvae, hidden_dim=args.hidden, num_layers=args.gvae_layers,
@@ -137,7 +137,7 @@ def _log_scaled(text: str | None) -> tuple[str, ...] | None:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from hgnas_ray.generator.pretrain import LocalTrainers, pretrain_cells
+    from hgnas_ray.generator.cells.pretrain import LocalTrainers, pretrain_cells
 
     config = pretrain_config(args)  # bad options fail here, before Ray starts
     if args.workers < 0:
@@ -156,7 +156,7 @@ def _pretrain_on_ray(args: argparse.Namespace, config, out: Path, log) -> dict:
     from hgnas_ray.config import RayConfig
     from hgnas_ray.distributed.pretrain import RayTrainers, RayTrainSettings
     from hgnas_ray.distributed.runtime import init_ray
-    from hgnas_ray.generator.pretrain import pretrain_cells
+    from hgnas_ray.generator.cells.pretrain import pretrain_cells
 
     settings = RayTrainSettings(storage_path=str(Path(args.storage or out / "runs").resolve()),
                                 workers=args.workers, use_gpu=args.gpu,

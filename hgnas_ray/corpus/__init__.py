@@ -7,6 +7,7 @@ Public API (no Ray here; `hgnas_ray.distributed.corpus_scoring` runs the scorer 
     CELL_SCHEMA, CORPUS_SCHEMA_VERSION, rows_to_table, table_cells
     cell_shards(corpus_dir), read_cell_shard(path, columns), load_manifest(corpus_dir)
     ScoringConfig, CorpusScorer(config_dict), score_schema(proxies), plan_scoring(...)
+    load_scored_corpus(corpus_dir, proxies=None, space=None) -> ScoredCorpus   # cells + raw ZC
 
 Layout: ``<dir>/manifest.json``, ``<dir>/cells/part-NNNNN.parquet``, and by default scores in
 ``<dir>/scores/part-NNNNN.parquet`` (one per cell shard, same id) with ``scores/scoring.json``.
@@ -21,6 +22,7 @@ from hgnas_ray.corpus.build import (
     build_corpus,
     unique_rows,
 )
+from hgnas_ray.corpus.reading import ScoredCorpus, load_scored_corpus
 from hgnas_ray.corpus.schema import (
     CELL_SCHEMA,
     CORPUS_SCHEMA_VERSION,
@@ -56,6 +58,7 @@ __all__ = [
     "CorpusScorer",
     "CorpusSpec",
     "ScoringConfig",
+    "ScoredCorpus",
     "ScoringPlan",
     "ShardError",
     "build_corpus",
@@ -63,6 +66,7 @@ __all__ = [
     "default_scores_dir",
     "list_shards",
     "load_manifest",
+    "load_scored_corpus",
     "plan_scoring",
     "read_cell_shard",
     "read_shard",

@@ -48,7 +48,7 @@ from torch.utils.data.distributed import DistributedSampler
 from torch_geometric.loader import DataLoader
 
 from hgnas_ray.errors import ConfigError
-from hgnas_ray.generator.pretrain import (
+from hgnas_ray.generator.cells.pretrain import (
     PretrainConfig,
     TrainOutcome,
     pretrain_cells,
@@ -88,7 +88,7 @@ class RayTrainSettings:
 
 
 class RayTrainers:
-    """`hgnas_ray.generator.pretrain.Trainers` on Ray Train; Ray must be initialised."""
+    """`hgnas_ray.generator.cells.pretrain.Trainers` on Ray Train; Ray must be initialised."""
 
     def __init__(self, settings: RayTrainSettings) -> None:
         self.settings = settings.validate()

@@ -1,30 +1,15 @@
-"""The cell generator (DESIGN 1, 4): pretraining into a versioned artifact, and sampling from it.
+"""Generators of architectures. `hgnas_ray.generator.cells` is the cell generator (DESIGN 1, 4):
+pretraining into a versioned artifact, and sampling from it; a macro-level generator will sit
+beside it (`generator.macro`).
 
-Public API (no Ray here; `hgnas_ray.distributed.pretrain` trains on Ray Train):
-    CellGenerator.load(path) -> CellGenerator         # .sample, .encode, .predict_condition,
-                                                      # .clusters, .best_cluster
-    PretrainConfig, pretrain_cells(corpus, out, config, trainers=None) -> manifest
-    LocalTrainers, Trainers, TrainOutcome
-    load_scored_corpus, ZCTransform, nb201_arch, write_synthetic_scores
-    ArtifactError, SamplingError, ClusterIdError, ConditionError, SpaceMismatchError
-Submodules import torch-geometric lazily where they can; `CellGenerator.load` needs it.
+The cell generator's names are re-exported here, lazily (nothing is imported until a name is
+used), so `from hgnas_ray.generator import CellGenerator` works; see `hgnas_ray.generator.cells`
+for the API.
 """
 
 from __future__ import annotations
 
-from hgnas_ray.generator.artifact import ARTIFACT_FILE, FORMAT_VERSION, WEIGHT_FILES
-from hgnas_ray.generator.cell_generator import CellGenerator, GenerationWarning, SampleReport
-from hgnas_ray.generator.corpus_data import ScoredCorpus, load_scored_corpus
-from hgnas_ray.generator.errors import (
-    ArtifactError,
-    ClusterIdError,
-    ConditionError,
-    SamplingError,
-    SpaceMismatchError,
-)
-from hgnas_ray.generator.synthetic import write_synthetic_scores
-from hgnas_ray.generator.zc import LOG_SCALED_PROXIES, ZCTransform
-from hgnas_ray.space.nb201_cells import nb201_arch
+import importlib
 
 __all__ = ["ARTIFACT_FILE", "FORMAT_VERSION", "LOG_SCALED_PROXIES", "WEIGHT_FILES",
            "ArtifactError", "CellGenerator", "ClusterIdError", "ConditionError",
@@ -34,9 +19,11 @@ __all__ = ["ARTIFACT_FILE", "FORMAT_VERSION", "LOG_SCALED_PROXIES", "WEIGHT_FILE
            "write_synthetic_scores"]
 
 
-def __getattr__(name: str):  # lazy: pretraining imports torch-geometric
-    if name in ("LocalTrainers", "PretrainConfig", "TrainOutcome", "Trainers", "pretrain_cells"):
-        from hgnas_ray.generator import pretrain
-
-        return getattr(pretrain, name)
+def __getattr__(name: str):
+    if name in __all__:
+        return getattr(importlib.import_module("hgnas_ray.generator.cells"), name)
     raise AttributeError(f"module 'hgnas_ray.generator' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from hgnas_ray.training.ccnf import train_ccnf
 from hgnas_ray.training.config import TrainConfig, resolve_device
-from hgnas_ray.training.datasets import CellGraphDataset, ZCNormalizer
+from hgnas_ray.training.datasets import CellGraphDataset
 from hgnas_ray.training.loop import fit, load_training_state, training_state
 
-__all__ = ["CellGraphDataset", "TrainConfig", "ZCNormalizer", "fit", "gvae_latents",
+__all__ = ["CellGraphDataset", "TrainConfig", "fit", "gvae_latents",
            "load_training_state", "resolve_device", "train_ccnf", "train_gvae", "training_state"]
 
 

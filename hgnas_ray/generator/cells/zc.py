@@ -7,6 +7,12 @@ the CCNF fit badly. They are mapped with log1p first (log1p, not log: a proxy ma
 the log-domain proxies (nwot, naswot, zen, zico, jacov, tcet) and snip_snr are left as they are.
 `ZCTransform.inverse` undoes both steps, so conditions can be read and given in the proxies'
 original units.
+
+The second step, `ZCNormalizer`, is a robust z-score per component: (x - median) / (IQR / 1.349),
+so the scale matches the standard deviation on Gaussian data while a few extreme proxy values
+cannot stretch it. It is fitted on the finite rows only; rows with any NaN/inf (unlabelled cells)
+are counted and excluded, and stay NaN through `transform`. A component with zero IQR falls back
+to its standard deviation, then to 1.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from hgnas_ray.errors import DataError
-from hgnas_ray.training.datasets import ZCNormalizer
 
 LOG_SCALED_PROXIES = ("params", "macs", "synflow", "snip", "grad_norm")
+IQR_PER_STD = 1.349  # IQR of the standard normal
 
 
 def default_log_scaled(proxies: Sequence[str]) -> tuple[str, ...]:
@@ -88,3 +94,75 @@ class ZCTransform:
 
     def __repr__(self) -> str:
         return f"ZCTransform(proxies={self.proxies}, log_scaled={self.log_scaled})"
+
+
+class ZCNormalizer:
+    """Robust per-component z-score of ZC vectors (see the module docstring).
+
+    Attributes after `fit`: center (C,), scale (C,), n_fitted (finite rows used), n_excluded
+    (rows with NaN/inf, left out).
+    """
+
+    method = "median_iqr"
+
+    def __init__(self) -> None:
+        self.center: np.ndarray | None = None
+        self.scale: np.ndarray | None = None
+        self.n_fitted = self.n_excluded = 0
+
+    def fit(self, zc: np.ndarray) -> ZCNormalizer:
+        zc = _as_matrix(zc)
+        finite = np.isfinite(zc).all(axis=1)
+        rows = zc[finite]
+        if len(rows) == 0:
+            raise DataError(f"cannot fit the ZC normaliser: all {len(zc)} rows have NaN/inf; "
+                            "score some cells first")
+        q25, median, q75 = np.percentile(rows, [25, 50, 75], axis=0)
+        scale = (q75 - q25) / IQR_PER_STD
+        std = rows.std(axis=0)
+        scale = np.where(scale > 0, scale, np.where(std > 0, std, 1.0))
+        self.center, self.scale = median, scale
+        self.n_fitted, self.n_excluded = int(finite.sum()), int((~finite).sum())
+        return self
+
+    def transform(self, zc: np.ndarray) -> np.ndarray:
+        """(N, C) -> (N, C) float32; NaN entries stay NaN."""
+        center, scale = self._fitted()
+        return ((_as_matrix(zc, len(center)) - center) / scale).astype(np.float32)
+
+    def inverse_transform(self, zc: np.ndarray) -> np.ndarray:
+        center, scale = self._fitted()
+        return _as_matrix(zc, len(center)) * scale + center
+
+    def state_dict(self) -> dict[str, Any]:
+        center, scale = self._fitted()
+        return {"method": self.method, "center": center.tolist(), "scale": scale.tolist(),
+                "n_fitted": self.n_fitted, "n_excluded": self.n_excluded}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> ZCNormalizer:
+        if state.get("method") != cls.method:
+            raise DataError(f"unsupported ZC normaliser method {state.get('method')!r}; "
+                            f"expected {cls.method!r}")
+        self = cls()
+        self.center = np.asarray(state["center"], dtype=np.float64)
+        self.scale = np.asarray(state["scale"], dtype=np.float64)
+        self.n_fitted, self.n_excluded = int(state["n_fitted"]), int(state["n_excluded"])
+        return self
+
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.center is None or self.scale is None:
+            raise DataError("ZCNormalizer is not fitted: call fit(zc) or from_state_dict first")
+        return self.center, self.scale
+
+    def __repr__(self) -> str:
+        return (f"ZCNormalizer(method={self.method!r}, n_fitted={self.n_fitted}, "
+                f"n_excluded={self.n_excluded})")
+
+
+def _as_matrix(zc: np.ndarray, columns: int | None = None) -> np.ndarray:
+    zc = np.asarray(zc, dtype=np.float64)
+    if zc.ndim != 2 or (columns is not None and zc.shape[1] != columns):
+        want = f"(N, {columns})" if columns is not None else "(N, C)"
+        raise DataError(f"ZC vectors must have shape {want}; got {zc.shape}")
+    return zc

@@ -2,7 +2,7 @@
 
 The steps, in `pretrain_cells`:
  1. read the corpus and its ZC scores; cells without a finite, "ok" ZC vector are counted and
-    kept unlabelled (reconstruction only; see `hgnas_ray.generator.corpus_data`);
+    kept unlabelled (reconstruction only; see `hgnas_ray.corpus.reading`);
  2. hold out a seeded `holdout_fraction` of the labelled cells (their hashes go in the artifact);
  3. fit the ZC transform (log1p of heavy-tailed proxies, then a robust z-score) on the training
     cells;
@@ -11,7 +11,7 @@ The steps, in `pretrain_cells`:
  6. fit `CellClusters` on the predicted conditions (with each cluster's measured mean ZC);
  7. train the CCNF on (latent, normalised ZC) pairs - the measured ZC of labelled cells by
     default, or the predicted condition of every cell (`ccnf_condition="predicted"`);
- 8. write the artifact (`hgnas_ray.generator.artifact`).
+ 8. write the artifact (`hgnas_ray.generator.cells.artifact`).
 
 Training runs through a `Trainers` object: `LocalTrainers` calls the plain loops in this process;
 `hgnas_ray.distributed.pretrain.RayTrainers` runs the same loops on Ray Train workers (DDP,
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from hgnas_ray.config import from_dict, to_dict
+from hgnas_ray.corpus.reading import ScoredCorpus, load_scored_corpus
 from hgnas_ray.errors import ConfigError, DataError
-from hgnas_ray.generator.artifact import FORMAT_VERSION, write_artifact
-from hgnas_ray.generator.corpus_data import ScoredCorpus, load_scored_corpus
-from hgnas_ray.generator.zc import ZCTransform, default_log_scaled
+from hgnas_ray.generator.cells.artifact import FORMAT_VERSION, write_artifact
+from hgnas_ray.generator.cells.zc import ZCTransform, default_log_scaled
 from hgnas_ray.models import CCNF, CCNFConfig, CellClusters
 from hgnas_ray.models.gvae import GVAE, GVAEConfig
 from hgnas_ray.space.cell import CellGenotype

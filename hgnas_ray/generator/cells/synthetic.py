@@ -18,7 +18,7 @@ from hgnas_ray.corpus import cell_shards, default_scores_dir, score_schema
 from hgnas_ray.corpus.schema import table_cells
 from hgnas_ray.corpus.scoring import SCORING_FILE, records_to_table
 from hgnas_ray.corpus.shards import read_cell_shard, write_json_atomic, write_table_atomic
-from hgnas_ray.generator.zc import LOG_SCALED_PROXIES
+from hgnas_ray.generator.cells.zc import LOG_SCALED_PROXIES
 from hgnas_ray.space.cell import CellGenotype
 
 SYNTHETIC_PROXIES = ("snip_snr", "nwot", "params")

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from hgnas_ray import __version__
 from hgnas_ray.corpus.shards import file_sha256, read_json, write_json_atomic
 from hgnas_ray.errors import DataError
-from hgnas_ray.generator.errors import ArtifactError
+from hgnas_ray.generator.cells.errors import ArtifactError
 
 FORMAT_NAME = "hgnas-cell-generator"
 FORMAT_VERSION = 3  # 2: LayerNorm after each graph conv; 3: node embedding, residual convs

@@ -2,7 +2,7 @@
 
 Conditions are ZC vectors. The API takes and returns them in the proxies' original units (as the
 corpus's score columns hold them) unless `normalized=True`, in which case they are the normalised
-vectors the models work in (see `hgnas_ray.generator.zc`).
+vectors the models work in (see `hgnas_ray.generator.cells.zc`).
 
 Sampling (DESIGN 4): z(T) ~ N(0, tau^2 I), integrated back through the CCNF under the requested
 condition, decoded by the G-VAE into a valid cell (the decoder repairs anything invalid), then
@@ -23,14 +23,14 @@ import torch
 
 from hgnas_ray.config import from_dict
 from hgnas_ray.errors import ConfigError, DataError, RegistryError, unknown_name
-from hgnas_ray.generator.artifact import read_artifact
-from hgnas_ray.generator.errors import (
+from hgnas_ray.generator.cells.artifact import read_artifact
+from hgnas_ray.generator.cells.errors import (
     ArtifactError,
     ClusterIdError,
     ConditionError,
     SpaceMismatchError,
 )
-from hgnas_ray.generator.zc import ZCTransform
+from hgnas_ray.generator.cells.zc import ZCTransform
 from hgnas_ray.models import CCNF, CCNFConfig, CellClusters
 from hgnas_ray.space.cell import CellGenotype
 from hgnas_ray.space.genotypes import nb201_to_cell

@@ -1,4 +1,7 @@
-"""A scored corpus as training data: its cells, their raw ZC vectors, and what was left out.
+"""Reading a scored corpus: its cells, their raw ZC vectors, and what was left out.
+
+The one place that reads a corpus and its scores back as arrays (the cell generator trains on
+them; the benchmarks measure against them).
 
 A cell is *labelled* when every chosen proxy has status "ok" and a finite value. The others
 (a NaN or non-ok proxy, or no score row at all because its shard is not scored yet) are counted
@@ -17,10 +20,9 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from hgnas_ray.corpus import cell_shards, default_scores_dir, list_shards
 from hgnas_ray.corpus.schema import table_cells
-from hgnas_ray.corpus.scoring import SCORING_FILE
-from hgnas_ray.corpus.shards import read_cell_shard, read_json, read_shard
+from hgnas_ray.corpus.scoring import SCORING_FILE, default_scores_dir
+from hgnas_ray.corpus.shards import cell_shards, list_shards, read_cell_shard, read_json, read_shard
 from hgnas_ray.errors import ConfigError, DataError
 from hgnas_ray.space.cell import CellGenotype
 
