@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hgnas_bench_") as tmp:
         work = Path(args.work_dir or tmp)
         corpus = work / "corpus"
-        build_corpus(corpus, CorpusSpec("cell", args.n, seed=0), progress=False,
-                     log=lambda _: None)
+        build_corpus(corpus, CorpusSpec("cell", args.n, seed=0), progress=False)
         load_before = os.getloadavg()
         rows = [("serial (in-process loop)", 1, *serial(corpus, config))]
         import ray

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from hgnas_ray.cli.generate import add_pretrain_arguments, run_pretrain
+from hgnas_ray.cli.log import configure_logging
 from hgnas_ray.errors import HgnasError
 
 SMOKE_CELLS, SMOKE_SHARD, SMOKE_SAMPLES = 60, 32, 5
@@ -41,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    configure_logging()
     try:
         if not args.smoke_test:
             return run_pretrain(args)

@@ -18,6 +18,7 @@ import sys
 import tempfile
 
 from hgnas_ray.cli.corpus import add_score_arguments, run_score
+from hgnas_ray.cli.log import configure_logging
 from hgnas_ray.corpus import CorpusSpec, build_corpus
 from hgnas_ray.errors import HgnasError
 
@@ -38,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    configure_logging()
     try:
         if not args.smoke_test:
             return run_score(args)

@@ -33,8 +33,7 @@ SMALL = GeneratorBenchConfig(samples=40, temperatures=(0.4, 1.0), per_cluster=2,
 
 def _artifact(tmp_path_factory, space: str):
     corpus = tmp_path_factory.mktemp(f"{space}_corpus")
-    build_corpus(corpus, CorpusSpec(space, 60, seed=1, shard_size=30), progress=False,
-                 log=lambda _: None)
+    build_corpus(corpus, CorpusSpec(space, 60, seed=1, shard_size=30), progress=False)
     write_synthetic_scores(corpus)
     out = tmp_path_factory.mktemp(f"{space}_artifact")
     pretrain_cells(corpus, out, TINY)

@@ -64,8 +64,7 @@ def gcs_address():
 
 
 def _build(path, n, shard_size):
-    build_corpus(path, CorpusSpec("cell", n, seed=7, shard_size=shard_size), progress=False,
-                 log=lambda _: None)
+    build_corpus(path, CorpusSpec("cell", n, seed=7, shard_size=shard_size), progress=False)
     return [h for p in cell_shards(path) for h in read_cell_shard(p, ["hash"])["hash"].to_pylist()]
 
 

@@ -51,8 +51,7 @@ TINY_FLAGS = ["--max-epochs", "1", "--hidden", "16", "--gvae-layers", "2", "--la
 
 
 def _scored_corpus(path, space: str):
-    build_corpus(path, CorpusSpec(space, CELLS, seed=1, shard_size=16), progress=False,
-                 log=lambda _: None)
+    build_corpus(path, CorpusSpec(space, CELLS, seed=1, shard_size=16), progress=False)
     write_synthetic_scores(path, nan_every=NAN_EVERY)
     return path
 
@@ -158,7 +157,7 @@ def test_load_refuses_changed_weights(artifact, tmp_path):
 
 # ---------------------------------------------------------------------- corpus input
 def test_corpus_without_scores_is_refused(tmp_path):
-    build_corpus(tmp_path, CorpusSpec("cell", 8, seed=0), progress=False, log=lambda _: None)
+    build_corpus(tmp_path, CorpusSpec("cell", 8, seed=0), progress=False)
     with pytest.raises(DataError, match="no ZC scores.*hgnas corpus score"):
         load_scored_corpus(tmp_path)
 
@@ -318,8 +317,7 @@ def test_cli_pretrain_in_process(corpus, tmp_path, capsys):
 
 
 def test_cli_pretrain_refuses_a_corpus_without_scores(tmp_path, capsys):
-    build_corpus(tmp_path / "c", CorpusSpec("cell", 8, seed=0), progress=False,
-                 log=lambda _: None)
+    build_corpus(tmp_path / "c", CorpusSpec("cell", 8, seed=0), progress=False)
     assert main(["pretrain", "cells", "--corpus", str(tmp_path / "c"), "--out",
                  str(tmp_path / "o"), "--workers", "0", "--quiet"]) == 2
     assert "no ZC scores" in capsys.readouterr().err

@@ -57,8 +57,7 @@ def local_ray():
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus")
-    build_corpus(path, CorpusSpec("cell", 200, seed=3, shard_size=100), progress=False,
-                 log=lambda _: None)
+    build_corpus(path, CorpusSpec("cell", 200, seed=3, shard_size=100), progress=False)
     write_synthetic_scores(path, nan_every=25)
     return path
 

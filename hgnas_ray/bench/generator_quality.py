@@ -30,6 +30,7 @@ construction.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -56,6 +57,7 @@ from hgnas_ray.space.encoding import cell_to_arrays
 
 # cells -> raw ZC (N, C) in the proxies' units, NaN where a proxy failed
 ScoreFn = Callable[[Sequence[CellGenotype]], np.ndarray]
+logger = logging.getLogger(__name__)
 SAMPLE_CHUNK = 250  # latents per CCNF solve
 # Draws allowed per distinct best-cluster cell. A narrow cluster repeats its cells at tau 0.4
 # (NAS-Bench-201's best cluster: 55 distinct cells in 1,000 draws, 97 in 5,000).
@@ -83,9 +85,9 @@ class GeneratorBenchConfig:
 
 
 def run_generator_bench(generator: CellGenerator, corpus: ScoredCorpus, score: ScoreFn | None,
-                        config: GeneratorBenchConfig, table=None,
-                        log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """The full report (a JSON-able dict). `score=None` skips the condition-fidelity stage."""
+                        config: GeneratorBenchConfig, table=None) -> dict[str, Any]:
+    """The full report (a JSON-able dict). `score=None` skips the condition-fidelity stage.
+    Each stage's start and time go to this module's logger."""
     config = config.validate()
     if table is not None and generator.space != "nb201":
         raise ConfigError(f"--table needs a NAS-Bench-201 artifact; this one is for "
@@ -96,21 +98,21 @@ def run_generator_bench(generator: CellGenerator, corpus: ScoredCorpus, score: S
                               "timings_seconds": timings}
     cells, zc = heldout_cells(generator, corpus)
     report["heldout_cells"] = len(cells)
-    with _timed(timings, "reconstruction", log):
+    with _timed(timings, "reconstruction"):
         report["reconstruction"] = reconstruction(generator, cells)
-    with _timed(timings, "condition_r2", log):
+    with _timed(timings, "condition_r2"):
         report["condition_r2"] = condition_r2(generator, cells, zc)
     report["sampling"] = {}
     corpus_hashes = set(corpus.hashes)
     for tau in config.temperatures:
-        with _timed(timings, f"sampling_t{tau:g}", log):
+        with _timed(timings, f"sampling_t{tau:g}"):
             report["sampling"][f"{tau:g}"] = sample_quality(
                 generator, config.samples, tau, corpus_hashes, config.seed)
     if score is not None:
-        with _timed(timings, "fidelity", log):
-            report["fidelity"] = condition_fidelity(generator, score, config, log)
+        with _timed(timings, "fidelity"):
+            report["fidelity"] = condition_fidelity(generator, score, config)
     if table is not None:
-        with _timed(timings, "nb201_accuracy", log):
+        with _timed(timings, "nb201_accuracy"):
             report["nb201_accuracy"] = nb201_accuracy(generator, table, config.nb201_cells,
                                                       config.seed)
     timings["total"] = sum(timings.values())
@@ -118,12 +120,12 @@ def run_generator_bench(generator: CellGenerator, corpus: ScoredCorpus, score: S
 
 
 @contextmanager
-def _timed(timings: dict[str, float], stage: str, log: Callable[[str], None]) -> Iterator[None]:
-    log(f"{stage} ...")
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    logger.info("[bench generator] %s ...", stage)
     start = time.perf_counter()
     yield
     timings[stage] = time.perf_counter() - start
-    log(f"{stage}: {timings[stage]:.1f}s")
+    logger.info("[bench generator] %s: %.1fs", stage, timings[stage])
 
 
 # ---------------------------------------------------------------------- held-out cells
@@ -223,8 +225,8 @@ def sample_quality(generator: CellGenerator, n: int, temperature: float,
 
 
 # ---------------------------------------------------------------------- condition fidelity
-def condition_fidelity(generator: CellGenerator, score: ScoreFn, config: GeneratorBenchConfig,
-                       log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+def condition_fidelity(generator: CellGenerator, score: ScoreFn,
+                       config: GeneratorBenchConfig) -> dict[str, Any]:
     proxies = generator.proxies
     clusters = generator.clusters()
     requested = np.array([[c["mean_condition"][p] for p in proxies] for c in clusters])
@@ -238,7 +240,7 @@ def condition_fidelity(generator: CellGenerator, score: ScoreFn, config: Generat
         values = score(cells)
         failed += int((~np.isfinite(values)).any(1).sum())
         measured[k] = _nanmean(values)
-        log(f"cluster {k}: {len(cells)} cells scored")
+        logger.info("[bench generator] cluster %d: %d cells scored", k, len(cells))
     spearman = {p: _spearman(requested[:, j], measured[:, j]) for j, p in enumerate(proxies)}
     best = generator.best_cluster()
     best_zc = score(generator.sample(config.n_random, cluster=best, seed=config.seed + 7919,

@@ -1,4 +1,10 @@
-"""The `hgnas` command line. Each subcommand lives in its own module and registers a parser."""
+"""The `hgnas` command line. Each subcommand lives in its own module and registers a parser.
+
+Messages of the package (progress, notices) go through `logging` (loggers under "hgnas_ray");
+`configure_logging` (`hgnas_ray.cli.log`) shows them as plain lines on stderr. The entry points
+(`main` here and each `jobs/*.py`) call it once. Results go to stdout; each error is one
+"hgnas: error: ..." line.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from hgnas_ray.cli.log import configure_logging, quiet_logging
 from hgnas_ray.errors import HgnasError
+
+__all__ = ["OneLineParser", "build_parser", "configure_logging", "main", "quiet_logging"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -33,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging()
     try:
         return int(args.run(args) or 0)
     except HgnasError as err:

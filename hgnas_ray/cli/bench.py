@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 import time
 from pathlib import Path
 
@@ -20,6 +20,8 @@ from hgnas_ray.bench.proxy_validation import (
 )
 from hgnas_ray.errors import ConfigError
 from hgnas_ray.evaluation import check_proxy_names
+
+logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,11 +108,7 @@ def run_generator(args: argparse.Namespace) -> int:
     corpus = load_scored_corpus(args.corpus, generator.proxies)
     score = None if args.no_fidelity else corpus_score_fn(args.corpus, args.data)
     table = Nb201Table.load(args.table) if args.table else None
-
-    def log(message: str) -> None:
-        print(f"[bench generator] {message}", file=sys.stderr, flush=True)
-
-    report = run_generator_bench(generator, corpus, score, config, table, log)
+    report = run_generator_bench(generator, corpus, score, config, table)
     print(json.dumps(report, indent=1) if args.json else format_generator_report(report))
     return 0
 
@@ -129,8 +127,7 @@ def run_proxies(args: argparse.Namespace) -> int:
 
         def progress(count: int, total: int, record: dict) -> None:
             if count % 10 == 0 or count == total:
-                print(f"[{count}/{total}] {time.perf_counter() - start:.0f}s", file=sys.stderr,
-                      flush=True)
+                logger.info("[%d/%d] %.0fs", count, total, time.perf_counter() - start)
 
         run_validation(setup, [row["arch_str"] for row in reference], out, args.workers,
                        progress)

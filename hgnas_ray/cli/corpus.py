@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from hgnas_ray.corpus.shards import check_corpus
 from hgnas_ray.errors import ConfigError, HgnasError
 
 DEFAULT_PROXIES = "snip_snr,nwot,params"  # the cell ZC vector of DESIGN 3
+logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -131,9 +133,9 @@ def run_score(args: argparse.Namespace) -> int:
 
     address = args.address or os.environ.get("RAY_ADDRESS")  # set under `ray job submit`
     init_ray(RayConfig(address=address, num_cpus=None if address else args.ray_cpus))
-    print(f"scoring {len(shards)} shard(s) of {corpus} with {','.join(config.proxies)} on "
-          f"{config.task} ({args.concurrency} worker(s) x {args.num_cpus:g} CPU, "
-          f"{args.num_gpus:g} GPU) -> {out}", file=sys.stderr, flush=True)
+    logger.info("scoring %d shard(s) of %s with %s on %s (%d worker(s) x %g CPU, %g GPU) -> %s",
+                len(shards), corpus, ",".join(config.proxies), config.task, args.concurrency,
+                args.num_cpus, args.num_gpus, out)
     report = score_corpus(corpus, config, out, args.concurrency, args.num_cpus, args.num_gpus,
                           args.rows_per_batch, progress=not args.no_progress)
     print(f"{report.cells} cells scored ({report.cell_errors} failed) into "

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
-import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from hgnas_ray.cli.log import quiet_logging
 from hgnas_ray.corpus import CORPUS_SPACES
 from hgnas_ray.errors import ConfigError
 
@@ -95,6 +96,9 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser, corpus_required: boo
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
+logger = logging.getLogger(__name__)
+
+
 def pretrain_config(args: argparse.Namespace):
     """The validated `PretrainConfig` of a YAML file, --set overrides and the flags."""
     from hgnas_ray.config import load_config
@@ -143,16 +147,16 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise ConfigError(f"--workers must be >= 0; got {args.workers}")
     out = Path(args.out).expanduser().resolve()
-    log = (lambda _: None) if args.quiet else _stderr
-    if args.workers == 0:
-        manifest = pretrain_cells(args.corpus, out, config, LocalTrainers(log), log)
-    else:
-        manifest = _pretrain_on_ray(args, config, out, log)
+    with quiet_logging(args.quiet):
+        if args.workers == 0:
+            manifest = pretrain_cells(args.corpus, out, config, LocalTrainers())
+        else:
+            manifest = _pretrain_on_ray(args, config, out)
     _print_summary(manifest, out)
     return 0
 
 
-def _pretrain_on_ray(args: argparse.Namespace, config, out: Path, log) -> dict:
+def _pretrain_on_ray(args: argparse.Namespace, config, out: Path) -> dict:
     from hgnas_ray.config import RayConfig
     from hgnas_ray.distributed.pretrain import RayTrainers, RayTrainSettings
     from hgnas_ray.distributed.runtime import init_ray
@@ -165,10 +169,9 @@ def _pretrain_on_ray(args: argparse.Namespace, config, out: Path, log) -> dict:
     trainers = RayTrainers(settings)  # validates the settings before Ray starts
     address = args.address or os.environ.get("RAY_ADDRESS")  # set under `ray job submit`
     init_ray(RayConfig(address=address, num_cpus=None if address else args.ray_cpus))
-    log(f"training on Ray Train: {args.workers} worker(s), "
-        f"{'1 GPU' if args.gpu else f'{args.cpus_per_worker:g} CPU'} each; runs in "
-        f"{settings.storage_path}")
-    return pretrain_cells(args.corpus, out, config, trainers, log)
+    logger.info("training on Ray Train: %d worker(s), %s each; runs in %s", args.workers,
+                "1 GPU" if args.gpu else f"{args.cpus_per_worker:g} CPU", settings.storage_path)
+    return pretrain_cells(args.corpus, out, config, trainers)
 
 
 def _print_summary(manifest: dict, out: Path) -> None:
@@ -231,9 +234,9 @@ def run_generate(args: argparse.Namespace) -> int:
     for cell in report.cells:  # NAS-Bench-201 cells always decode to a real one
         print(format_genotype(nb201_arch(cell) if nb201 else cell), flush=True)
     if not report.complete:
-        _stderr(f"hgnas: warning: {len(report.cells)} of {args.n} distinct cells in "
-                f"{report.draws} draws ({report.duplicates} duplicates); raise "
-                "--max-draws or --temperature for more")
+        logger.warning("hgnas: warning: %d of %d distinct cells in %d draws (%d duplicates); "
+                       "raise --max-draws or --temperature for more", len(report.cells), args.n,
+                       report.draws, report.duplicates)
     return 0
 
 
@@ -253,6 +256,3 @@ def _sampling_request(args: argparse.Namespace, generator) -> dict:
         raise ConfigError(f"--cluster must be an integer id or 'best'; got "
                           f"{args.cluster!r}") from None
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

@@ -12,9 +12,10 @@ computing it again), about 0.3 ms per cell on one core for the cell space.
 from __future__ import annotations
 
 import itertools
+import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +55,7 @@ CORPUS_SPACES = ("cell", "nb201")
 NB201_DISTINCT_CELLS = 5257
 DEFAULT_SHARD_SIZE = 10_000
 
-Log = Callable[[str], None]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,26 +135,28 @@ def _distinct_nb201(genotypes: Iterable[Nb201Genotype], seen: set[str]) -> Itera
             yield CellRow(digest, genotype.to_string(), cell)
 
 
-def build_corpus(out_dir: str | Path, spec: CorpusSpec, progress: bool = True,
-                 log: Log | None = None) -> BuildReport:
-    """Write the corpus of ``spec`` to ``out_dir`` (resuming a killed build of the same spec)."""
+def build_corpus(out_dir: str | Path, spec: CorpusSpec, progress: bool = True) -> BuildReport:
+    """Write the corpus of ``spec`` to ``out_dir`` (resuming a killed build of the same spec).
+
+    Messages (resume, repairs) go to this module's logger; ``progress`` shows a progress bar.
+    """
     spec.validate()
-    log = log or _stderr
     out_dir = Path(out_dir)
     manifest = _open_manifest(out_dir, spec)
     if _is_complete(out_dir, manifest):
-        log(f"corpus {out_dir} is already complete ({manifest['rows']} cells); nothing to do")
+        logger.info("corpus %s is already complete (%d cells); nothing to do", out_dir,
+                    manifest["rows"])
         return BuildReport(manifest["rows"], 0, len(manifest["shards"]), 0.0, 0.0, out_dir)
     if remove_stale_tmp(out_dir / CELLS_DIR):
-        log("removed temporary files left by a killed build")
+        logger.info("removed temporary files left by a killed build")
     if spec.space == "nb201" and spec.enumerates and not spec.enumerate_all:
-        log(f"nb201 holds {NB201_DISTINCT_CELLS} distinct cells (of {NB201_NUM_CELLS} arch "
-            f"strings); enumerating all of them instead of sampling {spec.n}")
-    return _write_shards(out_dir, spec, manifest, progress, log)
+        logger.info("nb201 holds %d distinct cells (of %d arch strings); enumerating all of "
+                    "them instead of sampling %d", NB201_DISTINCT_CELLS, NB201_NUM_CELLS, spec.n)
+    return _write_shards(out_dir, spec, manifest, progress)
 
 
-def _write_shards(out_dir: Path, spec: CorpusSpec, manifest: dict[str, Any], progress: bool,
-                  log: Log) -> BuildReport:
+def _write_shards(out_dir: Path, spec: CorpusSpec, manifest: dict[str, Any],
+                  progress: bool) -> BuildReport:
     rows_iter = unique_rows(spec)
     sampling = writing = 0.0
     written = kept = total = 0
@@ -169,7 +172,7 @@ def _write_shards(out_dir: Path, spec: CorpusSpec, manifest: dict[str, Any], pro
         sampling += time.perf_counter() - start
         start = time.perf_counter()
         path = out_dir / CELLS_DIR / shard_name(shard)
-        digest = _existing_digest(path, table, log)
+        digest = _existing_digest(path, table)
         if digest is None:
             digest = write_table_atomic(table, path)
             written += 1
@@ -189,14 +192,14 @@ def _write_shards(out_dir: Path, spec: CorpusSpec, manifest: dict[str, Any], pro
     return BuildReport(total, written, kept, sampling, writing, out_dir)
 
 
-def _existing_digest(path: Path, table: Any, log: Log) -> str | None:
+def _existing_digest(path: Path, table: Any) -> str | None:
     """sha256 of the shard on disk when it already holds exactly ``table``'s cells, else None."""
     if not path.is_file():
         return None
     try:
         existing = read_cell_shard(path, ["hash"]).column("hash").to_pylist()
     except ShardError as err:
-        log(f"rewriting {path.name}: {err}")
+        logger.warning("rewriting %s: %s", path.name, err)
         return None
     if existing != table.column("hash").to_pylist():
         raise ConfigError(f"{path} holds other cells than this build writes there (built with "
@@ -233,6 +236,3 @@ def _is_complete(out_dir: Path, manifest: dict[str, Any]) -> bool:
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

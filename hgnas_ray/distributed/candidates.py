@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import ray
 from ray.util import metrics
 
+from hgnas_ray.config import RayConfig
+from hgnas_ray.distributed.runtime import init_ray
 from hgnas_ray.evaluation import Evaluator
 
 
@@ -40,3 +42,17 @@ def evaluate_many(genotypes: Iterable[dict], evaluator: Evaluator, num_cpus: flo
         if on_result is not None:
             on_result(record)
     return results
+
+
+def ray_evaluate_many(config: RayConfig) -> Callable[..., None]:
+    """The search job's `EvaluateMany` on Ray (`hgnas_ray.search.job`): starts Ray in-process
+    or joins `config.address` when there is something to evaluate, then runs one Ray task per
+    genotype with `config`'s CPUs and GPUs per candidate."""
+
+    def evaluate(genotypes: Sequence[dict], evaluator: Evaluator,
+                 on_result: Callable[[dict[str, Any]], None]) -> None:
+        init_ray(config)
+        evaluate_many(genotypes, evaluator, config.cpus_per_candidate, config.gpus_per_candidate,
+                      on_result)
+
+    return evaluate

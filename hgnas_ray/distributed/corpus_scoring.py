@@ -15,8 +15,8 @@ batch) and ``hgnas_corpus_shards_done``.
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -39,6 +39,7 @@ from hgnas_ray.corpus.scoring import (
 )
 from hgnas_ray.errors import HgnasError
 
+logger = logging.getLogger(__name__)
 PATH_COLUMN = "path"  # added by read_parquet(include_paths=True)
 DEFAULT_ROWS_PER_BATCH = 16
 
@@ -105,9 +106,9 @@ def score_corpus(corpus_dir: str | Path, config: ScoringConfig, out_dir: str | P
     report = ScoringReport(out_dir, skipped=[p.name for p in plan.finished],
                            failed=dict(plan.failed))
     for name, message in plan.failed.items():
-        _say(f"skipping {name}: {message}")
+        logger.warning("skipping %s: %s", name, message)
     if plan.finished:
-        _say(f"{len(plan.finished)} shard(s) already scored in {out_dir}, skipped")
+        logger.info("%d shard(s) already scored in %s, skipped", len(plan.finished), out_dir)
     todo = [t for t in plan.pending if t.hashes]
     for empty in (t for t in plan.pending if not t.hashes):
         write_scored_shard(empty, [records_to_table([], config.proxies)])
@@ -167,7 +168,7 @@ def _collect(ds: ray.data.Dataset, todo: list[ShardTask], report: ScoringReport,
                     shards_done.set(len(report.scored))
     except Exception as err:  # noqa: BLE001  report which shards are unfinished, keep the rest
         message = f"scoring stopped: {type(err).__name__}: {_first_line(err)}"
-        _say(message)
+        logger.error(message)
         for key in buffers:
             report.failed[by_path[key].cells_path.name] = message
         return
@@ -183,16 +184,16 @@ def _finish(task: ShardTask, parts: list[pa.Table], report: ScoringReport,
         table = write_scored_shard(task, parts)
     except HgnasError as err:
         report.failed[task.cells_path.name] = str(err)
-        _say(f"{task.cells_path.name}: {err}")
+        logger.error("%s: %s", task.cells_path.name, err)
         return
     errors = table.column("status").to_pylist().count("error")
     seconds = sum(s for s in table.column("seconds").to_pylist() if not math.isnan(s))
     report.scored.append(task.out_path.name)
     report.cells += table.num_rows
     report.cell_errors += errors
-    _say(f"scored {task.cells_path.name}: {table.num_rows} cells, {errors} failed, "
-         f"{seconds:.1f} worker-s ({table.num_rows / max(seconds, 1e-9):.1f} cells/worker-s) "
-         f"-> {task.out_path}")
+    logger.info("scored %s: %d cells, %d failed, %.1f worker-s (%.1f cells/worker-s) -> %s",
+                task.cells_path.name, table.num_rows, errors, seconds,
+                table.num_rows / max(seconds, 1e-9), task.out_path)
     if on_shard is not None:
         on_shard(task.out_path.name, table)
 
@@ -229,6 +230,3 @@ def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else "no detail"
 
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

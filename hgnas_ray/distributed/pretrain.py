@@ -175,9 +175,9 @@ class RayTrainers:
 
 
 def pretrain_cells_ray(corpus_dir: str | Path, out_dir: str | Path, config: PretrainConfig,
-                       settings: RayTrainSettings, log=None) -> dict[str, Any]:
+                       settings: RayTrainSettings) -> dict[str, Any]:
     """`pretrain_cells` with both models trained on Ray Train (see the module docstring)."""
-    return pretrain_cells(corpus_dir, out_dir, config, RayTrainers(settings), log)
+    return pretrain_cells(corpus_dir, out_dir, config, RayTrainers(settings))
 
 
 def load_checkpoint_state(checkpoint: Checkpoint) -> dict[str, Any]:

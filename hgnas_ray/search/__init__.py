@@ -1,1 +1,4 @@
-"""Search: configuration, candidate evaluation and (in later stages) the search strategies."""
+"""Search: the search job's configuration (`config`) and loop (`job`), and the search strategies.
+
+Candidates are evaluated by `hgnas_ray.evaluation.Evaluator`; Ray stays in `hgnas_ray.distributed`.
+"""

@@ -21,6 +21,7 @@ checkpoints, resume). Only genotype JSON strings, arrays and config dataclasses 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -45,7 +46,7 @@ from hgnas_ray.training import CellGraphDataset, TrainConfig, train_ccnf
 from hgnas_ray.training.gvae import gvae_latents, train_gvae
 
 CCNF_CONDITIONS = ("measured", "predicted")
-Log = Callable[[str], None]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,6 @@ def seeded_model(factory: Callable[[], torch.nn.Module], seed: int) -> torch.nn.
 class LocalTrainers:
     """Train in this process with the plain loops (no checkpoints: a killed run starts over)."""
 
-    def __init__(self, log: Log | None = None) -> None:
-        self.log = log or (lambda _: None)
-
     def begin(self, fingerprint: dict[str, Any]) -> None:
         return None
 
@@ -157,7 +155,7 @@ class LocalTrainers:
     def _recorder(self, run: str, history: list[dict[str, float]]):
         def record(epoch: int, metrics: dict[str, float], state: dict[str, Any]) -> None:
             history.append({"epoch": epoch, **metrics})
-            self.log(f"{run}: epoch {epoch} loss {metrics.get('loss', float('nan')):.4f}")
+            logger.info("%s: epoch %d loss %.4f", run, epoch, metrics.get("loss", float("nan")))
         return record
 
     def describe(self) -> dict[str, Any]:
@@ -176,15 +174,15 @@ class _Stopwatch:
 
 
 def pretrain_cells(corpus_dir: str | Path, out_dir: str | Path, config: PretrainConfig,
-                   trainers: Trainers | None = None, log: Log | None = None) -> dict[str, Any]:
-    """Run every step (see the module docstring); return the artifact manifest."""
+                   trainers: Trainers | None = None) -> dict[str, Any]:
+    """Run every step (see the module docstring); return the artifact manifest. Progress goes
+    to this module's logger."""
     config.validate()
-    log = log or (lambda _: None)
-    trainers = trainers or LocalTrainers(log)
+    trainers = trainers or LocalTrainers()
     clock = _Stopwatch()
     with clock.time("load_corpus"):
         corpus = load_scored_corpus(corpus_dir, config.proxies, config.space)
-    _report_data(corpus, log)
+    _report_data(corpus)
     train_rows, heldout_rows = split_holdout(corpus, config.holdout_fraction, config.seed)
     log_scaled = config.log_scaled if config.log_scaled is not None \
         else default_log_scaled(corpus.proxies)
@@ -201,7 +199,7 @@ def pretrain_cells(corpus_dir: str | Path, out_dir: str | Path, config: Pretrain
     with clock.time("encode"):
         latents, predicted = _encode(gvae, [corpus.cells[i] for i in train_rows])
     with clock.time("fit_clusters"):
-        clusters = fit_clusters(predicted, corpus.zc[train_rows], config, log)
+        clusters = fit_clusters(predicted, corpus.zc[train_rows], config)
     z, c = _ccnf_pairs(latents, predicted, zc_norm[train_rows], config.ccnf_condition)
     ccnf_config = replace(config.ccnf, latent_dim=gvae_config.latent_dim,
                           cond_dim=len(corpus.proxies))
@@ -216,18 +214,18 @@ def pretrain_cells(corpus_dir: str | Path, out_dir: str | Path, config: Pretrain
     with clock.time("write_artifact"):
         manifest["timings_seconds"] = clock.seconds
         write_artifact(out_dir, manifest, {"gvae": gvae_out.state, "ccnf": ccnf_out.state})
-    log(f"wrote the cell-generator artifact to {out_dir}")
+    logger.info("wrote the cell-generator artifact to %s", out_dir)
     return manifest
 
 
-def _report_data(corpus: ScoredCorpus, log: Log) -> None:
+def _report_data(corpus: ScoredCorpus) -> None:
     summary = corpus.summary()
-    log(f"corpus: {summary['cells']} {corpus.space} cells, {summary['labelled']} with a finite "
-        f"ZC vector of {list(corpus.proxies)}")
+    logger.info("corpus: %d %s cells, %d with a finite ZC vector of %s", summary["cells"],
+                corpus.space, summary["labelled"], list(corpus.proxies))
     if summary["unlabelled"]:
         reasons = ", ".join(f"{k}: {v}" for k, v in corpus.excluded.items())
-        log(f"excluded from the ZC targets (kept for reconstruction only): "
-            f"{summary['unlabelled']} cells ({reasons})")
+        logger.info("excluded from the ZC targets (kept for reconstruction only): %d cells (%s)",
+                    summary["unlabelled"], reasons)
     if summary["labelled"] == 0:
         raise DataError(f"no cell of the corpus has a finite, 'ok' ZC vector of "
                         f"{list(corpus.proxies)} ({corpus.excluded}); score the corpus first or "
@@ -249,8 +247,8 @@ def split_holdout(corpus: ScoredCorpus, fraction: float, seed: int
     return train, heldout
 
 
-def fit_clusters(predicted: np.ndarray, measured: np.ndarray, config: PretrainConfig,
-                 log: Log) -> CellClusters:
+def fit_clusters(predicted: np.ndarray, measured: np.ndarray,
+                 config: PretrainConfig) -> CellClusters:
     """`config.n_clusters` components, fewer when there are fewer than
     `min_cells_per_cluster` training cells per component."""
     count = min(config.n_clusters, len(predicted) // config.min_cells_per_cluster)
@@ -258,8 +256,9 @@ def fit_clusters(predicted: np.ndarray, measured: np.ndarray, config: PretrainCo
         raise DataError(f"{len(predicted)} training cells cannot form a single cluster (need >= "
                         f"{config.min_cells_per_cluster}); use a larger corpus")
     if count < config.n_clusters:
-        log(f"fitting {count} clusters instead of {config.n_clusters}: {len(predicted)} training "
-            f"cells allow at most one per {config.min_cells_per_cluster} cells")
+        logger.info("fitting %d clusters instead of %d: %d training cells allow at most one per "
+                    "%d cells", count, config.n_clusters, len(predicted),
+                    config.min_cells_per_cluster)
     return CellClusters(count, seed=config.seed).fit(predicted, measured)
 
 
