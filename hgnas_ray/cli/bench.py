@@ -18,6 +18,7 @@ from hgnas_ray.bench.proxy_validation import (
     read_results,
     run_validation,
 )
+from hgnas_ray.cli.bench_nb201 import register_nb201
 from hgnas_ray.errors import ConfigError
 from hgnas_ray.evaluation import check_proxy_names
 
@@ -50,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     proxies.add_argument("--json", action="store_true", help="print the report as JSON")
     proxies.set_defaults(run=run_proxies)
     _register_generator(commands)
+    register_nb201(commands)
 
 
 def _register_generator(commands: argparse._SubParsersAction) -> None:

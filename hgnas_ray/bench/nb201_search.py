@@ -1,0 +1,287 @@
+"""`hgnas bench nb201`: search strategies head to head on NAS-Bench-201, scored by ground truth.
+
+Per seed, each method gets the same proxy fitness and the same budget of proxy evaluations (one
+evaluation = one distinct cell scored on CIFAR-10 probe images; the generative method's corpus
+is part of its budget). Every run is an ordinary resumable search (`run_search` over a
+`RunStore`) behind one proxy-score cache, so a killed benchmark continues where it stopped and a
+second benchmark with the same scoring setting scores nothing again.
+
+The NAS-Bench-201 accuracy table is opened only in `score_choices`, after every search has
+chosen; the searches never read it (a test checks this).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hgnas_ray.corpus.scoring import CorpusScorer, ScoringConfig
+from hgnas_ray.errors import ConfigError, DataError
+from hgnas_ray.generator.cells import CellGenerator, PretrainConfig
+from hgnas_ray.models import CCNFConfig
+from hgnas_ray.models.gvae import GVAEConfig
+from hgnas_ray.search.cache import ProxyCache, scoring_setting
+from hgnas_ray.search.fitness import Fitness
+from hgnas_ray.search.loop import Evaluate, cached_evaluate, run_search, serial_evaluate
+from hgnas_ray.search.pretrained import CorpusPretrainer, SpaceGenerator
+from hgnas_ray.search.spaces import GenotypeSpace
+from hgnas_ray.search.store import RunStore
+from hgnas_ray.search.strategy import Strategy, available_strategies, create_strategy
+from hgnas_ray.training import TrainConfig
+
+log = logging.getLogger(__name__)
+METHODS = ("random", "evolution", "generative")
+CHECKPOINTS = (10, 20, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1500, 2000)
+
+
+@dataclass(frozen=True)
+class Nb201BenchConfig:
+    seeds: int = 10
+    first_seed: int = 0
+    evals: int = 1000  # proxy evaluations per method and seed, all counted
+    fitness: str = "tcet"  # a proxy, or a rank aggregate such as "synflow+nwot+macs"
+    methods: tuple[str, ...] = METHODS
+    batch_size: int = 16  # genotypes per ask (evaluated in parallel)
+    corpus_size: int = 300  # the generative method's own corpus, scored on the task
+    condition: tuple[str, ...] | None = None  # generator conditions; None: fitness + params
+    artifact: str | None = None  # a pretrained generator: corpus_size 0 ("amortised")
+    population_size: int = 50
+    sample_size: int = 10
+    gvae_epochs: int = 60
+    ccnf_epochs: int = 20
+    clusters: int = 8
+
+    def validate(self) -> Nb201BenchConfig:
+        Fitness.parse(self.fitness)
+        for method in self.methods:
+            if method not in available_strategies():
+                from hgnas_ray.errors import unknown_name
+                raise unknown_name("method", method, available_strategies())
+        if self.seeds < 1 or self.evals < 1 or self.batch_size < 1:
+            raise ConfigError(f"need --seeds, --evals and the batch size >= 1; got "
+                              f"{self.seeds}, {self.evals}, {self.batch_size}")
+        if "generative" in self.methods and self.artifact is None:
+            smallest = 2 * self.clusters + self.batch_size
+            if self.corpus_size < 2 * self.clusters:
+                raise ConfigError(f"the generative method's corpus of {self.corpus_size} cells "
+                                  f"is too small for {self.clusters} clusters; use at least "
+                                  f"{2 * self.clusters}")
+            if self.evals < self.corpus_size + self.batch_size:
+                raise ConfigError(f"--evals {self.evals} leaves nothing to generate after the "
+                                  f"generator's corpus of {self.corpus_size} cells; use --evals "
+                                  f">= {self.corpus_size + self.batch_size} or a smaller corpus "
+                                  f"(at least {smallest - self.batch_size})")
+        return self
+
+    @property
+    def fitness_proxies(self) -> tuple[str, ...]:
+        return Fitness.parse(self.fitness).proxies
+
+    @property
+    def condition_proxies(self) -> tuple[str, ...]:
+        if self.condition is not None:
+            return tuple(self.condition)
+        return tuple(dict.fromkeys((*self.fitness_proxies, "params")))
+
+    @property
+    def proxies(self) -> tuple[str, ...]:
+        """Everything one evaluation scores (fitness and generator conditions)."""
+        needed = self.fitness_proxies
+        if "generative" in self.methods and self.artifact is None:
+            needed = (*needed, *self.condition_proxies)
+        return tuple(dict.fromkeys(needed))
+
+    def pretrain_config(self, seed: int) -> PretrainConfig:
+        return PretrainConfig(
+            gvae=GVAEConfig(), ccnf=CCNFConfig(method="rk4", step_size=0.25, adjoint=False),
+            gvae_train=TrainConfig(epochs=self.gvae_epochs, seed=seed, device="cpu"),
+            ccnf_train=TrainConfig(epochs=self.ccnf_epochs, seed=seed, device="cpu"),
+            proxies=self.condition_proxies, space="nb201", n_clusters=self.clusters,
+            holdout_fraction=0.0, seed=seed)
+
+
+@dataclass
+class MethodRun:
+    """One (method, seed) search: what it chose and what it spent."""
+
+    method: str
+    seed: int
+    chosen: str  # the arch string it chose
+    fitness: float
+    evaluations: int
+    wall_seconds: float
+    training_seconds: float = 0.0
+    anytime: list[list[Any]] = field(default_factory=list)  # [evaluations, chosen arch]
+    details: dict[str, Any] = field(default_factory=dict)
+    test_accuracy: float | None = None
+    anytime_accuracy: list[list[float]] = field(default_factory=list)
+
+
+def local_evaluate(scoring: ScoringConfig) -> Evaluate:
+    """In-process evaluation with one scorer (probe batches loaded once)."""
+    import torch
+
+    torch.set_num_threads(1)  # as each Ray worker does, so results match across both
+    scorer = CorpusScorer(scoring.to_dict())
+    space = GenotypeSpace("nb201")
+    return serial_evaluate(lambda g: scorer.score_one(space.key(g), space.to_text(g)))
+
+
+def run_benchmark(config: Nb201BenchConfig, scoring: ScoringConfig, work_dir: Path,
+                  cache_dir: Path, evaluate: Evaluate,
+                  on_run: Callable[[MethodRun], None] | None = None) -> list[MethodRun]:
+    """Every (seed, method) search; resumes finished and half-finished runs from `work_dir`.
+
+    `cache_dir` holds the proxy scores and the generators pretrained on each seed's corpus
+    (keyed by corpus and configuration), both shared by every benchmark that uses it.
+    """
+    config.validate()
+    space = GenotypeSpace("nb201")
+    cache = ProxyCache(cache_dir, scoring_setting(scoring, "nb201"))
+    cached = cached_evaluate(evaluate, cache, list(scoring.proxies), space.key, space.to_text)
+    runs = []
+    for seed in range(config.first_seed, config.first_seed + config.seeds):
+        for method in config.methods:
+            run = _run_method(config, method, seed, space, cached, work_dir, scoring,
+                              cache_dir / "generators")
+            runs.append(run)
+            if on_run is not None:
+                on_run(run)
+    log.info("proxy cache %s: %d hits, %d misses", cache.path, cache.hits, cache.misses)
+    return runs
+
+
+def _run_method(config: Nb201BenchConfig, method: str, seed: int, space: GenotypeSpace,
+                evaluate: Evaluate, work_dir: Path, scoring: ScoringConfig,
+                generators: Path) -> MethodRun:
+    fitness = Fitness.parse(config.fitness)
+    strategy = _strategy(config, method, seed, space, fitness, generators)
+    meta = {"method": method, "seed": seed, "fitness": fitness.name, "evals": config.evals,
+            "batch_size": config.batch_size, "scoring": scoring_setting(scoring, "nb201"),
+            "options": _options_meta(config, method)}
+    store = RunStore(work_dir / "runs" / f"{method}-seed{seed}", meta)
+    start = time.perf_counter()
+    run_search(strategy, evaluate, store, config.evals, config.batch_size,
+               on_progress=lambda p: log.debug("%s seed %d: %d/%d", method, seed,
+                                               p.evaluations, p.budget))
+    best = strategy.best()
+    details = dict(getattr(strategy, "counts", {}))
+    return MethodRun(method, seed, best.text if best else "",
+                     float(strategy.fitness_of([best])[0]) if best else math.nan,
+                     len(strategy.history), time.perf_counter() - start,
+                     anytime=anytime_choices(strategy), details=details)
+
+
+def _strategy(config: Nb201BenchConfig, method: str, seed: int, space: GenotypeSpace,
+              fitness: Fitness, generators: Path) -> Strategy:
+    if method == "evolution":
+        return create_strategy(method, space, fitness, seed,
+                               population_size=config.population_size,
+                               sample_size=config.sample_size)
+    if method != "generative":
+        return create_strategy(method, space, fitness, seed)
+    if config.artifact is not None:
+        generator = SpaceGenerator(CellGenerator.load(config.artifact))
+        return create_strategy(method, space, fitness, seed, corpus_size=0,
+                               generator_factory=lambda _: generator)
+    factory = CorpusPretrainer(generators, "nb201", config.condition_proxies,
+                               config.pretrain_config(seed))
+    return create_strategy(method, space, fitness, seed, corpus_size=config.corpus_size,
+                           generator_factory=factory)
+
+
+def _options_meta(config: Nb201BenchConfig, method: str) -> dict[str, Any]:
+    if method == "evolution":
+        return {"population_size": config.population_size, "sample_size": config.sample_size}
+    if method == "generative":
+        return {"corpus_size": 0 if config.artifact else config.corpus_size,
+                "artifact": config.artifact,
+                "pretrain": None if config.artifact else
+                config.pretrain_config(0).to_dict() | {"seed": "per search seed"}}
+    return {}
+
+
+def anytime_choices(strategy: Strategy) -> list[list[Any]]:
+    """[evaluations, the arch the strategy would choose then] at each checkpoint."""
+    out = []
+    n = len(strategy.history)
+    for point in [c for c in CHECKPOINTS if c < n] + [n]:
+        prefix = strategy.history[:point]
+        scores = strategy.fitness.scores([e.as_record() for e in prefix])
+        out.append([point, prefix[int(np.argmax(scores))].text])
+    return out
+
+
+# ---------------------------------------------------------------------- scoring (oracle)
+def score_choices(runs: Sequence[MethodRun], table_path: Path | None) -> bool:
+    """Look up the accuracy of every choice; False (and nothing set) without a table."""
+    from hgnas_ray.bench import Nb201Table
+
+    if table_path is None:
+        return False
+    try:
+        table = Nb201Table.load(table_path)
+    except DataError as err:
+        log.warning("the choices cannot be scored: %s", err)
+        return False
+    for run in runs:
+        run.test_accuracy = table.test_accuracy(run.chosen) if run.chosen else None
+        run.anytime_accuracy = [[n, table.test_accuracy(arch)] for n, arch in run.anytime]
+    return True
+
+
+def summarize(runs: Sequence[MethodRun], config: Nb201BenchConfig) -> dict[str, Any]:
+    """Per method: accuracy mean/std over seeds, evaluations, seconds, mean anytime curve, and
+    the evaluation count at which each method matches random's final mean accuracy."""
+    out: dict[str, Any] = {}
+    for method in config.methods:
+        mine = [r for r in runs if r.method == method]
+        acc = [r.test_accuracy for r in mine if r.test_accuracy is not None]
+        out[method] = {
+            "seeds": len(mine),
+            "accuracy_mean": float(np.mean(acc)) if acc else None,
+            "accuracy_std": float(np.std(acc)) if acc else None,
+            "evaluations_mean": float(np.mean([r.evaluations for r in mine])),
+            "wall_seconds_mean": float(np.mean([r.wall_seconds for r in mine])),
+            "anytime_mean": _mean_curve(mine),
+        }
+    target = out.get("random", {}).get("accuracy_mean")
+    for stats in out.values():
+        stats["evals_to_match_random"] = _first_reaching(stats["anytime_mean"], target)
+    return out
+
+
+def _mean_curve(runs: Sequence[MethodRun]) -> list[list[float]]:
+    curves = [dict((int(n), a) for n, a in r.anytime_accuracy) for r in runs]
+    if not curves or not all(curves):
+        return []
+    points = sorted(set.intersection(*(set(c) for c in curves)))
+    return [[p, float(np.mean([c[p] for c in curves]))] for p in points]
+
+
+def _first_reaching(curve: list[list[float]], target: float | None) -> int | None:
+    if target is None:
+        return None
+    for n, acc in curve:
+        if acc >= target - 1e-9:
+            return int(n)
+    return None
+
+
+def to_json(runs: Sequence[MethodRun], config: Nb201BenchConfig, scoring: ScoringConfig,
+            summary: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    return {"config": asdict(config), "scoring": scoring_setting(scoring, "nb201"),
+            "summary": summary, "runs": [asdict(r) for r in runs], **extra}
+
+
+def with_condition(config: Nb201BenchConfig, proxies: str | None) -> Nb201BenchConfig:
+    if not proxies:
+        return config
+    return replace(config, condition=tuple(p for p in proxies.split(",") if p))
