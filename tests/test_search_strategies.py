@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from hgnas_ray.errors import ConfigError, RegistryError
+from hgnas_ray.errors import ConfigError, DataError, RegistryError
 from hgnas_ray.search.cache import ProxyCache
 from hgnas_ray.search.fitness import Fitness
 from hgnas_ray.search.generative import GenerativeSearch  # noqa: F401 (registers it)
@@ -222,3 +222,29 @@ def test_genotype_space_round_trips_nb201():
     assert space.from_text(space.to_text(g)) == g
     with pytest.raises(RegistryError, match="nb201"):
         GenotypeSpace("nb202")
+
+
+def test_cache_imports_a_corpus_scored_with_its_setting_and_refuses_others(tmp_path):
+    from hgnas_ray.corpus.scoring import (
+        SCORING_FILE,
+        ScoringConfig,
+        default_scores_dir,
+        records_to_table,
+    )
+    from hgnas_ray.corpus.shards import shard_name, write_json_atomic, write_table_atomic
+    from hgnas_ray.search.cache import scoring_setting
+
+    scoring = ScoringConfig(("synflow", "params")).validate()
+    scores = default_scores_dir(tmp_path / "corpus")
+    rows = [{"hash": f"h{i}", "genotype": "g", "synflow": float(i), "synflow_status": "ok",
+             "params": 10.0, "params_status": "ok", "status": "ok", "error": "", "seconds": 0.1}
+            for i in range(5)]
+    write_table_atomic(records_to_table(rows, scoring.proxies), scores / shard_name(0))
+    write_json_atomic({"settings": scoring.result_key()}, scores / SCORING_FILE)
+    (scores / shard_name(1)).write_bytes(b"not parquet")  # a corrupt shard is skipped
+    cache = ProxyCache(tmp_path / "cache", scoring_setting(scoring, "nb201"))
+    assert cache.add_corpus_scores(tmp_path / "corpus") == 5
+    assert cache.get("h3", ["synflow"])["synflow"] == 3.0
+    other = ScoringConfig(("synflow",), batch_size=64).validate()
+    with pytest.raises(DataError, match="differs in: batch_size"):
+        ProxyCache(tmp_path / "c2", scoring_setting(other, "nb201")).add_corpus_scores(scores)

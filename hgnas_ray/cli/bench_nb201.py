@@ -56,6 +56,9 @@ def register_nb201(commands: argparse._SubParsersAction) -> None:
     nb.add_argument("--cache", default=None,
                     help="cache of proxy scores and pretrained generators, shared across runs "
                          "(default: HGNAS_CACHE/nb201_search)")
+    nb.add_argument("--import-scores", default=None, metavar="CORPUS",
+                    help="first fill the cache from a corpus scored with the same settings by "
+                         "`hgnas corpus score` (Ray Data)")
     nb.add_argument("--verbose", action="store_true",
                     help="also show the generator's per-epoch pretraining lines")
     nb.set_defaults(run=run_nb201)
@@ -84,6 +87,12 @@ def run_nb201(args: argparse.Namespace) -> int:
     cache_dir = Path(args.cache) if args.cache else resolve_cache_dir() / "nb201_search"
     if not args.verbose:
         logging.getLogger("hgnas_ray.generator").setLevel(logging.WARNING)
+    if args.import_scores:
+        from hgnas_ray.search.cache import ProxyCache, scoring_setting
+
+        cache = ProxyCache(cache_dir, scoring_setting(scoring, "nb201"))
+        added = cache.add_corpus_scores(args.import_scores)
+        log.info("imported %d scored cells from %s into the cache", added, args.import_scores)
     evaluate = _evaluate(args, scoring)
     start = time.perf_counter()
 

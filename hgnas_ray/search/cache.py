@@ -23,6 +23,7 @@ from typing import Any
 
 from hgnas_ray import __version__
 from hgnas_ray.corpus.scoring import ScoringConfig
+from hgnas_ray.errors import DataError
 from hgnas_ray.search.store import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -99,12 +100,29 @@ class ProxyCache:
                 sink.write("\n".join(lines) + "\n")
         return len(lines)
 
-    def add_corpus_scores(self, scores_dir: str | Path, proxies: Sequence[str]) -> int:
-        """Bulk fill from a scored corpus's Parquet shards (`hgnas corpus score` output).
+    def add_corpus_scores(self, scores_dir: str | Path) -> int:
+        """Bulk fill from a scored corpus (`hgnas corpus score` on Ray Data): its Parquet score
+        shards, when its `scoring.json` names this cache's setting. Returns the cells added."""
+        from hgnas_ray.corpus.scoring import SCORING_FILE, default_scores_dir
 
-        The caller vouches that the corpus was scored under this cache's setting.
-        """
-        return self.put(_corpus_records(Path(scores_dir), proxies), proxies)
+        folder = Path(scores_dir)
+        if not (folder / SCORING_FILE).is_file():
+            folder = default_scores_dir(folder)
+        path = folder / SCORING_FILE
+        try:
+            settings = json.loads(path.read_text())["settings"]
+            proxies = list(settings.pop("proxies"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise DataError(f"{path} is not the scoring.json of `hgnas corpus score` ({err}); "
+                            "pass a scored corpus folder or its scores/ folder") from None
+        mine = {k: v for k, v in self.setting.items()
+                if k not in ("space", "device_kind", "version")}
+        if settings != mine:
+            differ = sorted(k for k in set(settings) | set(mine) if settings.get(k) != mine.get(k))
+            raise DataError(f"the corpus at {folder} was scored with other settings (differs "
+                            f"in: {', '.join(differ)}); score it with this search's settings "
+                            "or let the search score its cells")
+        return self.put(_corpus_records(folder, proxies), proxies)
 
 
 def _cache_entry(record: Mapping[str, Any], proxies: Sequence[str]) -> dict[str, Any] | None:
@@ -124,10 +142,12 @@ def _cache_entry(record: Mapping[str, Any], proxies: Sequence[str]) -> dict[str,
 
 
 def _corpus_records(scores_dir: Path, proxies: Sequence[str]) -> Iterator[dict[str, Any]]:
-    import pyarrow.parquet as pq
+    from hgnas_ray.corpus.shards import list_shards, read_shard
 
-    for path in sorted(scores_dir.glob("*.parquet")):
-        table = pq.read_table(path)
-        for row in table.to_pylist():
-            if all(f"{p}_status" in row for p in proxies):
-                yield row
+    for path in list_shards(scores_dir):
+        try:
+            rows = read_shard(path).to_pylist()
+        except DataError as err:
+            log.warning("skipped a score shard that cannot be read: %s", err)
+            continue
+        yield from rows
