@@ -29,6 +29,7 @@ from hgnas_ray.models import CCNFConfig
 from hgnas_ray.models.gvae import GVAEConfig
 from hgnas_ray.search.cache import ProxyCache, scoring_setting
 from hgnas_ray.search.fitness import Fitness
+from hgnas_ray.search.generative import GenerativeSearch
 from hgnas_ray.search.loop import Evaluate, cached_evaluate, run_search, serial_evaluate
 from hgnas_ray.search.pretrained import CorpusPretrainer, SpaceGenerator
 from hgnas_ray.search.spaces import GenotypeSpace
@@ -173,6 +174,8 @@ def _run_method(config: Nb201BenchConfig, method: str, seed: int, space: Genotyp
                                                p.evaluations, p.budget))
     best = strategy.best()
     details = dict(getattr(strategy, "counts", {}))
+    if best is not None and isinstance(strategy, GenerativeSearch):
+        details["chosen_from"] = strategy.kind.get(best.key)
     return MethodRun(method, seed, best.text if best else "",
                      float(strategy.fitness_of([best])[0]) if best else math.nan,
                      len(strategy.history), time.perf_counter() - start,

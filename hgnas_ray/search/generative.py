@@ -7,8 +7,10 @@ Phases, all inside one evaluation budget:
 2. **generate**: each ask splits its cells between *cluster draws* (the CCNF conditioned on a
    cluster's mean ZC vector; clusters are chosen with probabilities that follow what the fitness
    measured on their earlier cells) and *refinement* (the CCNF conditioned on the predicted ZC
-   vector of one of the best cells so far, DESIGN 4's mutation, at temperature 1.0). When the
-   generator runs out of new cells, space mutations of the best cells fill the ask.
+   vector of one of the best cells so far, DESIGN 4's mutation, at temperature 1.0). A draw that
+   brings too few new cells is repeated at 2x and 4x its temperature; when the generator still
+   runs out of new cells, space mutations of the best cells fill the ask ("fallback"). `kind`
+   records which of these proposed each cell.
 
 The generator is not part of the state: it is rebuilt by `generator_factory` from the corpus part
 of the history, which is deterministic (the factory caches its artifact), so a restored strategy
@@ -31,6 +33,10 @@ from hgnas_ray.search.strategy import Evaluated, Strategy, register_strategy
 
 CORPUS, GENERATE = "corpus", "generate"
 NO_CLUSTER = -1  # cells that did not come from a cluster draw
+KINDS = ("corpus", "cluster", "refine", "fallback")
+# When a draw returns too few new cells (the generator concentrates on cells already seen), it
+# is repeated at these multiples of its temperature before space mutations fill the ask.
+TEMPERATURE_ESCALATION = (1.0, 2.0, 4.0)
 
 
 class Generator(Protocol):
@@ -56,8 +62,7 @@ class GenerativeSearch(Strategy):
     def __init__(self, space: SearchSpace, fitness: Fitness, seed: int = 0, *,
                  generator_factory: GeneratorFactory | None = None, corpus_size: int = 300,
                  refine_fraction: float = 0.5, elite: int = 10, cluster_beta: float = 8.0,
-                 cluster_temperature: float | None = None,
-                 refine_temperature: float | None = None) -> None:
+                 cluster_temperature: float = 0.4, refine_temperature: float = 1.0) -> None:
         super().__init__(space, fitness, seed)
         if generator_factory is None:
             raise ConfigError("the generative strategy needs a generator (a cell-generator "
@@ -70,8 +75,14 @@ class GenerativeSearch(Strategy):
         self.cluster_temperature, self.refine_temperature = (cluster_temperature,
                                                              refine_temperature)
         self.origin: dict[str, int] = {}  # key -> cluster id it was drawn from (or NO_CLUSTER)
-        self.counts = {"corpus": 0, "cluster": 0, "refine": 0, "fallback": 0}
+        self.kind: dict[str, str] = {}  # key -> which of KINDS proposed it
         self._generator: Generator | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many proposals each kind made."""
+        values = list(self.kind.values())
+        return {k: values.count(k) for k in KINDS}
 
     # ------------------------------------------------------------------ proposals
     @property
@@ -81,7 +92,7 @@ class GenerativeSearch(Strategy):
     def _propose(self, n: int) -> list[Any]:
         if self.phase == CORPUS:
             out = self._random_new(min(n, self.corpus_size - len(self.seen)), set())
-            self.counts["corpus"] += len(out)
+            self.kind.update((self.space.key(g), "corpus") for g in out)
             return out
         if len(self.history) < min(self.corpus_size, len(self.seen)):
             raise ConfigError("the generative strategy needs its corpus told before it "
@@ -108,9 +119,8 @@ class GenerativeSearch(Strategy):
             if key in self.seen or key in taken:
                 continue
             taken.add(key)
-            self.origin[key] = origin
+            self.origin[key], self.kind[key] = origin, kind
             kept.append(cell)
-        self.counts[kind] += len(kept)
         return kept
 
     def _refine(self, n: int, taken: set[str]) -> list[Any]:
@@ -134,11 +144,20 @@ class GenerativeSearch(Strategy):
             out += self._take(cells, taken, int(cluster), "cluster")
         return out
 
-    def _sample(self, n: int, *, taken: set[str], **condition: Any) -> list[Any]:
-        seed = int(self.rng.integers(2**31 - 1))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # too few new cells: the fallback fills the ask
-            return self.generator().sample(n, seed=seed, accept=self._accept(taken), **condition)
+    def _sample(self, n: int, *, taken: set[str], temperature: float,
+                **condition: Any) -> list[Any]:
+        out: list[Any] = []
+        for factor in TEMPERATURE_ESCALATION:
+            exclude = taken | {self.space.key(c) for c in out}
+            seed = int(self.rng.integers(2**31 - 1))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # too few new cells: escalate, then fall back
+                out += self.generator().sample(n - len(out), seed=seed,
+                                               temperature=temperature * factor,
+                                               accept=self._accept(exclude), **condition)
+            if len(out) >= n:
+                break
+        return out
 
     def _fallback(self, n: int, taken: set[str]) -> list[Any]:
         """Space mutations of elite cells, then uniform samples, when the generator is spent."""
@@ -151,7 +170,7 @@ class GenerativeSearch(Strategy):
             child = self.space.mutate(self.space.from_text(parent.text), self.rng)
             out += self._take([child], taken, NO_CLUSTER, "fallback")
         rest = self._random_new(n - len(out), taken)
-        self.counts["fallback"] += len(rest)
+        self.kind.update((self.space.key(g), "fallback") for g in rest)
         return out + rest
 
     # ------------------------------------------------------------------ cluster weights
@@ -183,11 +202,11 @@ class GenerativeSearch(Strategy):
 
     # ------------------------------------------------------------------ state
     def _extra_state(self) -> dict[str, Any]:
-        return {"origin": dict(self.origin), "counts": dict(self.counts)}
+        return {"origin": dict(self.origin), "kind": dict(self.kind)}
 
     def _load_extra_state(self, extra: Mapping[str, Any]) -> None:
         self.origin = {k: int(v) for k, v in extra.get("origin", {}).items()}
-        self.counts.update(extra.get("counts", {}))
+        self.kind = {k: str(v) for k, v in extra.get("kind", {}).items()}
         self._generator = None
 
 
