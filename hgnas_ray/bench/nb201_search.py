@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,7 +29,13 @@ from hgnas_ray.models.gvae import GVAEConfig
 from hgnas_ray.search.cache import ProxyCache, scoring_setting
 from hgnas_ray.search.fitness import Fitness
 from hgnas_ray.search.generative import GenerativeSearch
-from hgnas_ray.search.loop import Evaluate, cached_evaluate, run_search, serial_evaluate
+from hgnas_ray.search.loop import (
+    ELAPSED_KEY,
+    Evaluate,
+    cached_evaluate,
+    run_search,
+    serial_evaluate,
+)
 from hgnas_ray.search.pretrained import CorpusPretrainer, SpaceGenerator
 from hgnas_ray.search.spaces import GenotypeSpace
 from hgnas_ray.search.store import RunStore
@@ -117,7 +122,7 @@ class MethodRun:
     chosen: str  # the arch string it chose
     fitness: float
     evaluations: int
-    wall_seconds: float
+    wall_seconds: float  # of the search, across resumes (the generator's pretraining included)
     training_seconds: float = 0.0
     anytime: list[list[Any]] = field(default_factory=list)  # [evaluations, chosen arch]
     details: dict[str, Any] = field(default_factory=dict)
@@ -168,17 +173,17 @@ def _run_method(config: Nb201BenchConfig, method: str, seed: int, space: Genotyp
             "batch_size": config.batch_size, "scoring": scoring_setting(scoring, "nb201"),
             "options": _options_meta(config, method)}
     store = RunStore(work_dir / "runs" / f"{method}-seed{seed}", meta)
-    start = time.perf_counter()
     run_search(strategy, evaluate, store, config.evals, config.batch_size,
                on_progress=lambda p: log.debug("%s seed %d: %d/%d", method, seed,
                                                p.evaluations, p.budget))
+    seconds = float((store.load_state() or {}).get(ELAPSED_KEY, 0.0))
     best = strategy.best()
     details = dict(getattr(strategy, "counts", {}))
     if best is not None and isinstance(strategy, GenerativeSearch):
         details["chosen_from"] = strategy.kind.get(best.key)
     return MethodRun(method, seed, best.text if best else "",
                      float(strategy.fitness_of([best])[0]) if best else math.nan,
-                     len(strategy.history), time.perf_counter() - start,
+                     len(strategy.history), seconds,
                      anytime=anytime_choices(strategy), details=details)
 
 

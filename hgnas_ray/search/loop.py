@@ -22,11 +22,12 @@ from hgnas_ray.search.strategy import Strategy
 
 log = logging.getLogger(__name__)
 Evaluate = Callable[[Sequence[Any]], Iterable[dict[str, Any]]]
+ELAPSED_KEY = "elapsed_seconds"  # in state.json: wall time of the run so far, across resumes
 
 
 @dataclass(frozen=True)
 class Progress:
-    """Passed to `on_progress` after each tell."""
+    """Passed to `on_progress` after each tell; `seconds` counts earlier attempts too."""
 
     evaluations: int
     budget: int
@@ -45,6 +46,7 @@ def run_search(strategy: Strategy, evaluate: Evaluate, store: RunStore, budget: 
     state = store.load_state()
     if state is not None:
         strategy.load_state_dict(state)
+    before = float((state or {}).get(ELAPSED_KEY, 0.0))  # seconds spent by earlier attempts
     start = time.perf_counter()
     while len(strategy.history) < budget:
         asked = strategy.ask(min(batch_size, budget - len(strategy.history)))
@@ -57,9 +59,10 @@ def run_search(strategy: Strategy, evaluate: Evaluate, store: RunStore, budget: 
                                             if k not in store])
         strategy.tell(asked, [_record_of(store, k, g, strategy) for g, k in
                               zip(asked, keys, strict=True)])
-        store.save_state(strategy.state_dict())
+        elapsed = before + time.perf_counter() - start
+        store.save_state({**strategy.state_dict(), ELAPSED_KEY: elapsed})
         if on_progress is not None:
-            on_progress(_progress(strategy, budget, time.perf_counter() - start))
+            on_progress(_progress(strategy, budget, elapsed))
     return [store.get(e.key) or {} for e in strategy.history[:budget]]
 
 
