@@ -25,12 +25,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import spearmanr
 
 from hgnas_ray.bench import Nb201Table
 from hgnas_ray.corpus.scoring import CorpusScorer, ScoringConfig
 from hgnas_ray.data.locations import resolve_cache_dir
 from hgnas_ray.search.cache import ProxyCache, scoring_setting
+from hgnas_ray.search.fitness import Fitness
 from hgnas_ray.space import Nb201Genotype, genotype_hash
 from hgnas_ray.space.nb201_cells import distinct_nb201_cells, nb201_arch
 
@@ -123,10 +124,12 @@ def main() -> int:
     by_class = class_scores(cache, keys)
     report = {"setting": cache.setting, "scored_now": scored, "score_seconds": seconds,
               "proxies": {p: ceiling(by_class[p], cls, acc, args.draws) for p in PROXIES}}
-    for combo in AGGREGATES:
-        total = sum(rankdata(np.where(np.isnan(by_class[p]), -np.inf, by_class[p]))
-                    for p in combo)
-        report["proxies"]["+".join(combo)] = ceiling(total.astype(float), cls, acc, args.draws)
+    for combo in AGGREGATES:  # ranked over the distinct cells, as the searches' fitness does
+        cells = [{p: by_class[p][i] for p in combo} | {f"{p}_status": "ok" for p in combo}
+                 for i in range(len(keys))]
+        first = np.unique(cls, return_index=True)[1]  # one arch string per cell
+        per_cell = Fitness(combo).scores([cells[i] for i in first])
+        report["proxies"]["+".join(combo)] = ceiling(per_cell[cls], cls, acc, args.draws)
     Path(args.out).write_text(json.dumps(report, indent=1))
     print("| proxy | Spearman vs acc | best cell | top-10 mean | best of top 10 | "
           "random best-of-1000 |\n|---|---|---|---|---|---|")

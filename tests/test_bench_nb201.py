@@ -131,8 +131,8 @@ def test_config_errors_name_the_fix():
         small(methods=("annealing",)).validate()
     with pytest.raises(ConfigError, match=r"--evals >= 32"):
         small(evals=20).validate()
-    with pytest.raises(ConfigError, match="at least 4"):
-        small(corpus_size=3).validate()
+    with pytest.raises(ConfigError, match="--corpus-size >= 10"):
+        small(corpus_size=9).validate()
 
 
 def _run_cli(*argv: str) -> tuple[int, str, str]:
@@ -149,7 +149,8 @@ def _run_cli(*argv: str) -> tuple[int, str, str]:
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     for argv, needle in [(["--proxy", "synflo"], "synflow"), (["--methods", "x"], "random"),
                          (["--evals", "100", "--corpus-size", "300"], "--evals >= 316"),
-                         (["--device", "foo"], "cpu or cuda")]:
+                         (["--device", "foo"], "cpu or cuda"),
+                         (["--artifact", str(tmp_path / "none")], "artifact")]:
         code, _, err = _run_cli("bench", "nb201", "--out", str(tmp_path / "r.json"), *argv)
         assert code == 2, err
         assert needle in err and len(err.strip().splitlines()) == 1, err

@@ -54,14 +54,6 @@ score_corpus(sys.argv[2], config, rows_per_batch=2, progress=False, on_shard=sta
 """
 
 
-@pytest.fixture(scope="module")
-def gcs_address():
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             log_to_driver=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-
 
 def _build(path, n, shard_size):
     build_corpus(path, CorpusSpec("cell", n, seed=7, shard_size=shard_size), progress=False)
@@ -83,12 +75,12 @@ def _wait_for_first_shard(folder, proc, timeout=300.0):
     pytest.fail("no score shard appeared in time")
 
 
-def test_killed_run_resumes_with_every_cell_exactly_once(tmp_path, gcs_address):
+def test_killed_run_resumes_with_every_cell_exactly_once(tmp_path, local_ray):
     hashes = _build(tmp_path, 24, shard_size=4)  # 6 shards
     scores = tmp_path / "scores"
     script = tmp_path / "killed_run.py"
     script.write_text(textwrap.dedent(KILLED_RUN.format(config=CONFIG.to_dict())))
-    proc = subprocess.Popen([sys.executable, str(script), gcs_address, str(tmp_path)],
+    proc = subprocess.Popen([sys.executable, str(script), local_ray, str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
@@ -112,7 +104,7 @@ def test_killed_run_resumes_with_every_cell_exactly_once(tmp_path, gcs_address):
     assert all(v > 0 for v in table["params"].to_pylist())
 
 
-def test_corrupt_shard_is_named_and_the_rest_is_scored(tmp_path, gcs_address, capsys):
+def test_corrupt_shard_is_named_and_the_rest_is_scored(tmp_path, local_ray, capsys):
     hashes = _build(tmp_path, 12, shard_size=4)
     bad = tmp_path / "cells" / "part-00001.parquet"
     bad.write_bytes(bad.read_bytes()[:100])

@@ -45,14 +45,6 @@ TINY = PretrainConfig(
     ccnf_train=TrainConfig(epochs=1, batch_size=32, device="cpu"))
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             log_to_driver=False)
-    yield
-    ray.shutdown()
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -151,7 +143,7 @@ def test_killed_job_resumes_from_the_latest_checkpoint(local_ray, corpus, tmp_pa
     long = replace(TINY, gvae_train=replace(TINY.gvae_train, epochs=500))
     script = tmp_path / "killed_run.py"
     script.write_text(textwrap.dedent(KILLED_RUN.format(config=long.to_dict())))
-    address = ray.get_runtime_context().gcs_address
+    address = local_ray
     log = tmp_path / "killed_run.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, str(script), address, str(corpus), str(out),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -22,14 +20,6 @@ SPACE = GenotypeSpace("nb201")
 SCORING = ScoringConfig(("synflow", "params"), task="digits", batch_size=16,
                         skeleton_channels=4, skeleton_cells=1).validate()
 
-
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2,
-             log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _search(evaluate, path):

@@ -183,6 +183,8 @@ def test_run_store_refuses_other_settings_and_skips_corrupt_lines(tmp_path, capl
         f.write('{"hash": "33')  # cut short by a kill
     again = RunStore(tmp_path, {"seed": 1})
     assert len(again) == 2 and "line 3" in caplog.text
+    again.append(toy_evaluator((4, 4, 4, 4)))  # after the torn line: closed first, kept whole
+    assert "4444" in RunStore(tmp_path, {"seed": 1})
     with pytest.raises(ConfigError, match="differs in: seed"):
         RunStore(tmp_path, {"seed": 2})
     (tmp_path / "file").write_text("x")

@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hgnas_ray.corpus.scoring import CorpusScorer, ScoringConfig
-from hgnas_ray.errors import ConfigError, DataError
+from hgnas_ray.errors import ConfigError, DataError, GenotypeError
 from hgnas_ray.generator.cells import CellGenerator, PretrainConfig
 from hgnas_ray.models import CCNFConfig
 from hgnas_ray.models.gvae import GVAEConfig
@@ -44,6 +44,7 @@ from hgnas_ray.training import TrainConfig
 
 log = logging.getLogger(__name__)
 METHODS = ("random", "evolution", "generative")
+MIN_CELLS_PER_CLUSTER = PretrainConfig().min_cells_per_cluster
 CHECKPOINTS = (10, 20, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1500, 2000)
 
 
@@ -74,17 +75,22 @@ class Nb201BenchConfig:
             raise ConfigError(f"need --seeds, --evals and the batch size >= 1; got "
                               f"{self.seeds}, {self.evals}, {self.batch_size}")
         if "generative" in self.methods and self.artifact is None:
-            smallest = 2 * self.clusters + self.batch_size
-            if self.corpus_size < 2 * self.clusters:
+            smallest = self.smallest_corpus
+            if self.corpus_size < smallest:
                 raise ConfigError(f"the generative method's corpus of {self.corpus_size} cells "
-                                  f"is too small for {self.clusters} clusters; use at least "
-                                  f"{2 * self.clusters}")
+                                  f"is too small for {self.clusters} clusters of at least "
+                                  f"{MIN_CELLS_PER_CLUSTER} cells; use --corpus-size >= "
+                                  f"{smallest} (cells whose scoring fails do not count)")
             if self.evals < self.corpus_size + self.batch_size:
                 raise ConfigError(f"--evals {self.evals} leaves nothing to generate after the "
                                   f"generator's corpus of {self.corpus_size} cells; use --evals "
                                   f">= {self.corpus_size + self.batch_size} or a smaller corpus "
-                                  f"(at least {smallest - self.batch_size})")
+                                  f"(at least {smallest})")
         return self
+
+    @property
+    def smallest_corpus(self) -> int:
+        return max(self.clusters, 2) * MIN_CELLS_PER_CLUSTER
 
     @property
     def fitness_proxies(self) -> tuple[str, ...]:
@@ -110,7 +116,7 @@ class Nb201BenchConfig:
             gvae_train=TrainConfig(epochs=self.gvae_epochs, seed=seed, device="cpu"),
             ccnf_train=TrainConfig(epochs=self.ccnf_epochs, seed=seed, device="cpu"),
             proxies=self.condition_proxies, space="nb201", n_clusters=self.clusters,
-            holdout_fraction=0.0, seed=seed)
+            min_cells_per_cluster=MIN_CELLS_PER_CLUSTER, holdout_fraction=0.0, seed=seed)
 
 
 @dataclass
@@ -131,18 +137,29 @@ class MethodRun:
 
 
 def local_evaluate(scoring: ScoringConfig) -> Evaluate:
-    """In-process evaluation with one scorer (probe batches loaded once)."""
+    """In-process evaluation with one scorer (probe batches loaded once), on one torch thread
+    as each Ray worker scores, so both give the same values; the rest of the process (the
+    generator's pretraining and sampling) keeps its threads."""
     import torch
 
-    torch.set_num_threads(1)  # as each Ray worker does, so results match across both
     scorer = CorpusScorer(scoring.to_dict())
     space = GenotypeSpace("nb201")
-    return serial_evaluate(lambda g: scorer.score_one(space.key(g), space.to_text(g)))
+
+    def score(genotype: Any) -> dict[str, Any]:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return scorer.score_one(space.key(genotype), space.to_text(genotype))
+        finally:
+            torch.set_num_threads(threads)
+
+    return serial_evaluate(score)
 
 
 def run_benchmark(config: Nb201BenchConfig, scoring: ScoringConfig, work_dir: Path,
                   cache_dir: Path, evaluate: Evaluate,
-                  on_run: Callable[[MethodRun], None] | None = None) -> list[MethodRun]:
+                  on_run: Callable[[MethodRun], None] | None = None,
+                  pretrained: SpaceGenerator | None = None) -> list[MethodRun]:
     """Every (seed, method) search; resumes finished and half-finished runs from `work_dir`.
 
     `cache_dir` holds the proxy scores and the generators pretrained on each seed's corpus
@@ -150,13 +167,15 @@ def run_benchmark(config: Nb201BenchConfig, scoring: ScoringConfig, work_dir: Pa
     """
     config.validate()
     space = GenotypeSpace("nb201")
+    if pretrained is None and config.artifact:
+        pretrained = load_nb201_artifact(config.artifact)
     cache = ProxyCache(cache_dir, scoring_setting(scoring, "nb201"))
     cached = cached_evaluate(evaluate, cache, list(scoring.proxies), space.key, space.to_text)
     runs = []
     for seed in range(config.first_seed, config.first_seed + config.seeds):
         for method in config.methods:
             run = _run_method(config, method, seed, space, cached, work_dir, scoring,
-                              cache_dir / "generators")
+                              cache_dir / "generators", pretrained)
             runs.append(run)
             if on_run is not None:
                 on_run(run)
@@ -166,9 +185,9 @@ def run_benchmark(config: Nb201BenchConfig, scoring: ScoringConfig, work_dir: Pa
 
 def _run_method(config: Nb201BenchConfig, method: str, seed: int, space: GenotypeSpace,
                 evaluate: Evaluate, work_dir: Path, scoring: ScoringConfig,
-                generators: Path) -> MethodRun:
+                generators: Path, pretrained: SpaceGenerator | None) -> MethodRun:
     fitness = Fitness.parse(config.fitness)
-    strategy = _strategy(config, method, seed, space, fitness, generators)
+    strategy = _strategy(config, method, seed, space, fitness, generators, pretrained)
     meta = {"method": method, "seed": seed, "fitness": fitness.name, "evals": config.evals,
             "batch_size": config.batch_size, "scoring": scoring_setting(scoring, "nb201"),
             "options": _options_meta(config, method)}
@@ -187,18 +206,26 @@ def _run_method(config: Nb201BenchConfig, method: str, seed: int, space: Genotyp
                      anytime=anytime_choices(strategy), details=details)
 
 
+def load_nb201_artifact(path: str) -> SpaceGenerator:
+    """A pretrained generator for the amortised variant; it must make NAS-Bench-201 cells."""
+    generator = CellGenerator.load(path)
+    if generator.space != "nb201":
+        raise ConfigError(f"--artifact {path} makes {generator.space!r} cells; the NAS-Bench-201 "
+                          "benchmark needs a generator pretrained on an 'nb201' corpus")
+    return SpaceGenerator(generator)
+
+
 def _strategy(config: Nb201BenchConfig, method: str, seed: int, space: GenotypeSpace,
-              fitness: Fitness, generators: Path) -> Strategy:
+              fitness: Fitness, generators: Path, pretrained: SpaceGenerator | None) -> Strategy:
     if method == "evolution":
         return create_strategy(method, space, fitness, seed,
                                population_size=config.population_size,
                                sample_size=config.sample_size)
     if method != "generative":
         return create_strategy(method, space, fitness, seed)
-    if config.artifact is not None:
-        generator = SpaceGenerator(CellGenerator.load(config.artifact))
+    if pretrained is not None:
         return create_strategy(method, space, fitness, seed, corpus_size=0,
-                               generator_factory=lambda _: generator)
+                               generator_factory=lambda _: pretrained)
     factory = CorpusPretrainer(generators, "nb201", config.condition_proxies,
                                config.pretrain_config(seed))
     return create_strategy(method, space, fitness, seed, corpus_size=config.corpus_size,
@@ -209,7 +236,10 @@ def _options_meta(config: Nb201BenchConfig, method: str) -> dict[str, Any]:
     if method == "evolution":
         return {"population_size": config.population_size, "sample_size": config.sample_size}
     if method == "generative":
+        defaults = GenerativeSearch.__init__.__kwdefaults__
         return {"corpus_size": 0 if config.artifact else config.corpus_size,
+                "strategy_defaults": {k: v for k, v in defaults.items() if k not in
+                                      ("generator_factory", "corpus_size")},
                 "artifact": config.artifact,
                 "pretrain": None if config.artifact else
                 config.pretrain_config(0).to_dict() | {"seed": "per search seed"}}
@@ -240,9 +270,18 @@ def score_choices(runs: Sequence[MethodRun], table_path: Path | None) -> bool:
         log.warning("the choices cannot be scored: %s", err)
         return False
     for run in runs:
-        run.test_accuracy = table.test_accuracy(run.chosen) if run.chosen else None
-        run.anytime_accuracy = [[n, table.test_accuracy(arch)] for n, arch in run.anytime]
+        run.test_accuracy = _accuracy(table, run.chosen)
+        run.anytime_accuracy = [[n, a] for n, arch in run.anytime
+                                if (a := _accuracy(table, arch)) is not None]
     return True
+
+
+def _accuracy(table: Any, arch: str) -> float | None:
+    try:
+        return table.test_accuracy(arch) if arch else None
+    except GenotypeError as err:  # a partial table: the choice stays unscored
+        log.warning("cannot score %s: %s", arch, err)
+        return None
 
 
 def summarize(runs: Sequence[MethodRun], config: Nb201BenchConfig) -> dict[str, Any]:
@@ -287,9 +326,3 @@ def to_json(runs: Sequence[MethodRun], config: Nb201BenchConfig, scoring: Scorin
             summary: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return {"config": asdict(config), "scoring": scoring_setting(scoring, "nb201"),
             "summary": summary, "runs": [asdict(r) for r in runs], **extra}
-
-
-def with_condition(config: Nb201BenchConfig, proxies: str | None) -> Nb201BenchConfig:
-    if not proxies:
-        return config
-    return replace(config, condition=tuple(p for p in proxies.split(",") if p))

@@ -68,6 +68,7 @@ def run_nb201(args: argparse.Namespace) -> int:
     from hgnas_ray.bench.nb201_report import format_summary, plot_anytime
     from hgnas_ray.bench.nb201_search import (
         Nb201BenchConfig,
+        load_nb201_artifact,
         run_benchmark,
         score_choices,
         summarize,
@@ -83,6 +84,7 @@ def run_nb201(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder; pass a file path such as {out}/nb201.json")
     scoring = _scoring(args, config)
+    pretrained = load_nb201_artifact(args.artifact) if args.artifact else None
     work_dir = Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "_runs")
     cache_dir = Path(args.cache) if args.cache else resolve_cache_dir() / "nb201_search"
     if not args.verbose:
@@ -100,13 +102,14 @@ def run_nb201(args: argparse.Namespace) -> int:
         log.info("%s seed %d: chose %s (fitness %.4g) after %d evaluations, %.0fs", run.method,
                  run.seed, run.chosen, run.fitness, run.evaluations, run.wall_seconds)
 
-    runs = run_benchmark(config, scoring, work_dir, cache_dir, evaluate, on_run)
+    runs = run_benchmark(config, scoring, work_dir, cache_dir, evaluate, on_run, pretrained)
     data_root = resolve_data_root(args.data)
     table = Path(args.table) if args.table else (data_root / "nb201" if data_root else None)
     scored = score_choices(runs, table)
     if not scored:
-        log.warning("no NAS-Bench-201 table found (looked at %s): the choices are not scored; "
-                    "pass --table PATH/nb201_cifar10.csv", table)
+        where = f"looked at {table}" if table else "no --table, --data or HGNAS_DATA"
+        log.warning("no NAS-Bench-201 table found (%s): the choices are not scored; pass "
+                    "--table PATH/nb201_cifar10.csv", where)
     result = to_json(runs, config, scoring, summarize(runs, config),
                      {"wall_seconds": time.perf_counter() - start, "scored": scored})
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,11 @@
 """Parallel evaluation for the search loop: a pool of Ray actors, each holding one scorer.
 
 Why actors and not Ray Tune trials: one evaluation takes 0.1-2 s, far below a trial's start-up
-cost, and the ask/tell loop needs its results back in the driver in ask order. An actor loads the
-task's probe batches once and then scores cells one call each; `ActorPool.map` streams the
-results back in submission order, so a parallel run tells the strategy exactly what a serial one
-would.
+cost, and the ask/tell loop wants each result in the driver as soon as it is ready. An actor
+loads the task's probe batches once and then scores cells one call each, round robin; the loop
+tells the strategy in ask order whatever order results come in, so a parallel run makes the
+serial run's choices. A call that fails in Ray (a dead actor, a lost node) becomes an error
+record for that cell; the search goes on.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import ray
-from ray.util import ActorPool, metrics
+from ray.exceptions import RayError
+from ray.util import metrics
 
-from hgnas_ray.corpus.scoring import CorpusScorer
+from hgnas_ray.corpus.scoring import CorpusScorer, failed_record
 
 
 @ray.remote
@@ -35,13 +37,22 @@ def actor_pool_evaluate(scoring: Mapping[str, Any], workers: int, key: Callable[
                         num_gpus: float = 0.0) -> Callable[[Sequence[Any]], Iterator[dict]]:
     """An `Evaluate` for `run_search` backed by `workers` scoring actors (Ray must be up)."""
     actor = _ScoringActor.options(num_cpus=num_cpus, num_gpus=num_gpus)
-    pool = ActorPool([actor.remote(dict(scoring)) for _ in range(workers)])
+    actors = [actor.remote(dict(scoring)) for _ in range(workers)]
+    proxies = list(scoring["proxies"])
     scored = metrics.Counter("hgnas_search_cells_scored", description="cells scored by search "
                              "evaluation actors", tag_keys=("status",))
 
     def evaluate(genotypes: Sequence[Any]) -> Iterator[dict[str, Any]]:
         items = [(key(g), text(g)) for g in genotypes]
-        for record in pool.map(lambda a, item: a.score.remote(*item), items):
+        pending = {actors[i % workers].score.remote(*item): item for i, item in enumerate(items)}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            digest, genotype = pending.pop(done[0])
+            try:
+                record = ray.get(done[0])
+            except RayError as err:
+                record = failed_record(proxies, f"{type(err).__name__}: {err}")
+                record.update(hash=digest, genotype=genotype)
             scored.inc(1, tags={"status": str(record.get("status", "error"))})
             yield record
 

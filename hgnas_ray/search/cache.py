@@ -23,8 +23,9 @@ from typing import Any
 
 from hgnas_ray import __version__
 from hgnas_ray.corpus.scoring import ScoringConfig
+from hgnas_ray.corpus.shards import write_json_atomic
 from hgnas_ray.errors import DataError
-from hgnas_ray.search.store import write_json_atomic
+from hgnas_ray.search.store import append_line
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +97,15 @@ class ProxyCache:
             self._entries.setdefault(key, {}).update(entry)
             lines.append(json.dumps({"hash": key, **entry}))
         if lines:
-            with self.path.open("a") as sink:
-                sink.write("\n".join(lines) + "\n")
+            append_line(self.path, "\n".join(lines))
         return len(lines)
 
     def add_corpus_scores(self, scores_dir: str | Path) -> int:
         """Bulk fill from a scored corpus (`hgnas corpus score` on Ray Data): its Parquet score
-        shards, when its `scoring.json` names this cache's setting. Returns the cells added."""
+        shards, when its `scoring.json` names this cache's setting. Returns the cells added.
+
+        `scoring.json` does not record the device kind or the hgnas-ray version, so those two
+        are taken on trust: import only scores computed on this cache's kind of device."""
         from hgnas_ray.corpus.scoring import SCORING_FILE, default_scores_dir
 
         folder = Path(scores_dir)

@@ -63,7 +63,8 @@ def run_search(strategy: Strategy, evaluate: Evaluate, store: RunStore, budget: 
         store.save_state({**strategy.state_dict(), ELAPSED_KEY: elapsed})
         if on_progress is not None:
             on_progress(_progress(strategy, budget, elapsed))
-    return [store.get(e.key) or {} for e in strategy.history[:budget]]
+    # a told cell whose stored line was lost keeps what the strategy knew of it
+    return [store.get(e.key) or e.as_record() for e in strategy.history[:budget]]
 
 
 def _evaluate_missing(evaluate: Evaluate, store: RunStore, todo: list[Any]) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hgnas_ray.corpus.shards import write_json_atomic
 from hgnas_ray.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,7 @@ class RunStore:
         if key in self._records:
             return
         clean = _json_safe(record)
-        with (self.path / EVALUATIONS_FILE).open("a") as sink:
-            sink.write(json.dumps(clean) + "\n")
-            sink.flush()
-            os.fsync(sink.fileno())
+        append_line(self.path / EVALUATIONS_FILE, json.dumps(clean))
         self._records[key] = clean
 
     # ------------------------------------------------------------------ strategy state
@@ -104,10 +102,18 @@ class RunStore:
             return None
 
 
-def write_json_atomic(data: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+def append_line(path: Path, text: str) -> None:
+    """Append one line and flush it to disk. A line cut short by a kill is closed first, so the
+    torn line stays the only casualty (the readers skip it) and this one is whole."""
+    with path.open("ab") as sink:
+        if sink.tell() > 0:
+            with path.open("rb") as source:
+                source.seek(-1, os.SEEK_END)
+                if source.read(1) != b"\n":
+                    sink.write(b"\n")
+        sink.write(text.encode() + b"\n")
+        sink.flush()
+        os.fsync(sink.fileno())
 
 
 def _json_safe(record: Mapping[str, Any]) -> dict[str, Any]:

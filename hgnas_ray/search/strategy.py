@@ -191,8 +191,8 @@ class RegularizedEvolution(Strategy):
         self.population: list[int] = []  # indices into history, oldest first
 
     def _propose(self, n: int) -> list[Any]:
-        if len(self.population) < self.population_size:
-            return self._random_new(n, set())
+        if len(self.population) < self.population_size:  # fill the population, no more
+            return self._random_new(min(n, self.population_size - len(self.population)), set())
         taken: set[str] = set()
         fitness = self.fitness_of([self.history[i] for i in self.population])
         children = []
