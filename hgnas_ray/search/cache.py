@@ -125,7 +125,7 @@ class ProxyCache:
             raise DataError(f"the corpus at {folder} was scored with other settings (differs "
                             f"in: {', '.join(differ)}); score it with this search's settings "
                             "or let the search score its cells")
-        return self.put(_corpus_records(folder, proxies), proxies)
+        return self.put(_corpus_records(folder), proxies)
 
 
 def _cache_entry(record: Mapping[str, Any], proxies: Sequence[str]) -> dict[str, Any] | None:
@@ -144,7 +144,7 @@ def _cache_entry(record: Mapping[str, Any], proxies: Sequence[str]) -> dict[str,
     return entry
 
 
-def _corpus_records(scores_dir: Path, proxies: Sequence[str]) -> Iterator[dict[str, Any]]:
+def _corpus_records(scores_dir: Path) -> Iterator[dict[str, Any]]:
     from hgnas_ray.corpus.shards import list_shards, read_shard
 
     for path in list_shards(scores_dir):

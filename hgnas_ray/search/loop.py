@@ -107,7 +107,9 @@ def cached_evaluate(evaluate: Evaluate, cache: ProxyCache, proxies: Sequence[str
             if hit is None:
                 misses.append(genotype)
             else:
-                yield {**hit, "genotype": text(genotype), "status": "ok", "error": ""}
+                ok = all(hit[f"{p}_status"] == "ok" for p in proxies)
+                yield {**hit, "genotype": text(genotype), "status": "ok" if ok else "partial",
+                       "error": ""}
         for record in evaluate(misses) if misses else ():
             cache.put([record], proxies)
             yield record
