@@ -1,4 +1,5 @@
-"""Search: strategies (ask/tell), fitness, the run store, the proxy cache and the search loop;
+"""Search: strategies (ask/tell: random, evolution, generative, hl-evo), the budgeted macro space,
+fitness, the run store, the proxy cache and the search loop;
 plus the search job's configuration (`config`) and loop (`job`).
 
 Candidates are evaluated by `hgnas_ray.evaluation.Evaluator`; Ray stays in `hgnas_ray.distributed`.
@@ -9,7 +10,9 @@ torch-geometric, which only the generative strategy's factory needs.
 from hgnas_ray.search.cache import ProxyCache, scoring_setting
 from hgnas_ray.search.fitness import Fitness
 from hgnas_ray.search.generative import GenerativeSearch
+from hgnas_ray.search.hlevo import HierarchicalSpace, HLEvolution
 from hgnas_ray.search.loop import Progress, cached_evaluate, run_search, serial_evaluate
+from hgnas_ray.search.macro_space import MacroHierarchy, RandomCells
 from hgnas_ray.search.spaces import GenotypeSpace, SearchSpace
 from hgnas_ray.search.store import RunStore
 from hgnas_ray.search.strategy import (
@@ -22,7 +25,8 @@ from hgnas_ray.search.strategy import (
     register_strategy,
 )
 
-__all__ = ["Evaluated", "Fitness", "GenerativeSearch", "GenotypeSpace", "Progress", "ProxyCache",
+__all__ = ["Evaluated", "Fitness", "GenerativeSearch", "GenotypeSpace", "HLEvolution",
+           "HierarchicalSpace", "MacroHierarchy", "Progress", "ProxyCache", "RandomCells",
            "RandomSearch", "RegularizedEvolution", "RunStore", "SearchSpace", "Strategy",
            "available_strategies", "cached_evaluate", "create_strategy", "register_strategy",
            "run_search", "scoring_setting", "serial_evaluate"]

@@ -5,7 +5,8 @@ to a search space.
 evaluations (cells and their scores) as a regular corpus folder, pretrains the cell generator on
 it in-process (`pretrain_cells`), and caches the artifact under a fingerprint of the corpus and
 the configuration, so a resumed search loads it instead of training again.
-`SpaceGenerator` turns a `CellGenerator`'s 8-node cells into genotypes of the search space.
+`SpaceGenerator` turns a `CellGenerator`'s 8-node cells into genotypes of the search space;
+`GeneratorCells` makes its clusters the cell source of macro search (HL-Evo).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from hgnas_ray.corpus.scoring import SCORING_FILE, default_scores_dir, records_t
 from hgnas_ray.corpus.shards import CELLS_DIR, shard_name, write_json_atomic, write_table_atomic
 from hgnas_ray.errors import ConfigError
 from hgnas_ray.generator.cells import CellGenerator, PretrainConfig, pretrain_cells
+from hgnas_ray.generator.cells.cell_generator import GenerationWarning
 from hgnas_ray.search.fitness import Fitness
 from hgnas_ray.search.strategy import Evaluated
 from hgnas_ray.space import CellGenotype, Nb201Genotype, nb201_to_cell
@@ -65,6 +68,60 @@ class SpaceGenerator:
         if arch is None:
             raise ConfigError("the NAS-Bench-201 generator decoded a cell with no arch string")
         return arch
+
+
+class GeneratorCells:
+    """A `CellGenerator`'s clusters as the cell source of macro search (`MacroHierarchy`).
+
+    Each cluster's cells come from a pool of `pool_size` CCNF draws at `temperature`, made on
+    first use with a seed fixed by (seed, cluster), so the pool is the same in a resumed search
+    and draws cost one ODE solve per cluster, not one per network. Regeneration is the CCNF
+    conditioned on the cell's predicted ZC vector (DESIGN 4's mutation) at `like_temperature`.
+    """
+
+    def __init__(self, generator: CellGenerator, pool_size: int = 16, temperature: float = 0.4,
+                 like_temperature: float = 1.0, seed: int = 0) -> None:
+        if generator.space != "cell":
+            raise ConfigError(f"macro networks use cells of the 'cell' space; this generator "
+                              f"makes {generator.space!r} cells. Use an artifact trained on a "
+                              "'cell' corpus")
+        self.generator, self.pool_size, self.seed = generator, pool_size, seed
+        self.temperature, self.like_temperature = temperature, like_temperature
+        self.num_clusters = generator.num_clusters
+        self.pools: dict[int, list[CellGenotype]] = {}
+        self.known: dict[str, int] = {}  # cell hash -> cluster, for cells drawn from a pool
+
+    def pool(self, cluster: int) -> list[CellGenotype]:
+        if cluster not in self.pools:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", GenerationWarning)  # a smaller pool still works
+                cells = self.generator.sample(self.pool_size, cluster=cluster,
+                                              temperature=self.temperature,
+                                              seed=self.seed * 100_003 + cluster)
+            if not cells:
+                raise ConfigError(f"cluster {cluster} of the cell generator produced no cell")
+            self.pools[cluster] = cells
+            for cell in cells:  # a cell two clusters drew keeps the first one's id
+                self.known.setdefault(cell.hash, cluster)
+        return self.pools[cluster]
+
+    def draw(self, cluster: int, rng: np.random.Generator) -> CellGenotype:
+        cells = self.pool(cluster)
+        return cells[int(rng.integers(len(cells)))]
+
+    def regenerate(self, cell: CellGenotype, rng: np.random.Generator) -> CellGenotype | None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", GenerationWarning)
+            cells = self.generator.sample(1, like=cell, temperature=self.like_temperature,
+                                          seed=int(rng.integers(2**31 - 1)))
+        return cells[0] if cells else None
+
+    def cluster_of(self, cells: list[CellGenotype]) -> list[int]:
+        unknown = [c for c in cells if c.hash not in self.known]
+        if unknown:
+            assigned = self.generator.assign_clusters(unknown)
+            self.known.update((c.hash, int(k)) for c, k in zip(unknown, assigned, strict=True))
+        return [self.known[c.hash] for c in cells]
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,6 +22,7 @@ from hgnas_ray.space.cell_sampling import mutate_cell, sample_cell
 MIN_CHANNELS, MAX_CHANNELS, CHANNEL_STEP = 8, 1024, 8
 MAX_REPEATS = 4
 MAX_CELLS = 19  # "fewer than 20 cells in total"
+CellMutation = Callable[[CellGenotype, np.random.Generator], CellGenotype]
 WIDTH_FACTORS = (2.5, 2.0, 1.5, 1.25, 1.0, 1 / 1.25, 1 / 1.5, 1 / 2, 1 / 2.5)
 REPEAT_DELTAS = (0, 1, 2, -1, -2)
 
@@ -164,17 +165,22 @@ def sample_macro(rng: np.random.Generator, max_downsamples: int = 3, max_stages:
 
 
 def mutate_macro(genotype: MacroGenotype, rng: np.random.Generator, max_downsamples: int = 3,
-                 max_tries: int = 200) -> MacroGenotype:
-    """ZenNAS/HGENNAS mutation of one stage; returns a valid, different genotype."""
+                 max_tries: int = 200, new_cell: CellMutation | None = None) -> MacroGenotype:
+    """ZenNAS/HGENNAS mutation of one stage; returns a valid, different genotype.
+
+    `new_cell(cell, rng)` replaces a stage's cell when the cell is among the mutated fields
+    (default: `mutate_cell`; HL-Evo passes one that may regenerate it with the CCNF).
+    """
     for _ in range(max_tries):
-        child = _mutate_once(genotype, rng)
+        child = _mutate_once(genotype, rng, new_cell or mutate_cell)
         if (child is not None and child.num_cells <= MAX_CELLS and child.hash != genotype.hash
                 and child.num_downsamples <= max_downsamples):
             return child.validate()
     raise GenotypeError(f"could not mutate macro genotype in {max_tries} tries")
 
 
-def _mutate_once(genotype: MacroGenotype, rng: np.random.Generator) -> MacroGenotype | None:
+def _mutate_once(genotype: MacroGenotype, rng: np.random.Generator,
+                 new_cell: CellMutation) -> MacroGenotype | None:
     index = int(rng.integers(len(genotype.stages)))
     stage = genotype.stages[index]
     final = genotype.final_channels
@@ -182,7 +188,7 @@ def _mutate_once(genotype: MacroGenotype, rng: np.random.Generator) -> MacroGeno
     fields = fields or [("cell", "channels", "stride", "repeats", "final")[int(rng.integers(5))]]
     repeats = stage.repeats
     if "cell" in fields:
-        stage = replace(stage, cell=mutate_cell(stage.cell, rng))
+        stage = replace(stage, cell=new_cell(stage.cell, rng))
     if "channels" in fields:
         stage = replace(stage, channels=round_width(stage.channels * rng.choice(WIDTH_FACTORS)))
     if "stride" in fields:

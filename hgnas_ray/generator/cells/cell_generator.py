@@ -171,6 +171,13 @@ class CellGenerator:
                                       for p, v in zip(self.proxies, measured[k], strict=True)}}
                 for k in range(model.n_components)]
 
+    def assign_clusters(self, cells: Sequence[CellGenotype | Nb201Genotype]) -> np.ndarray:
+        """The cluster of each cell: the GMM component of its predicted condition. (N,) int."""
+        if not cells:
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(self.cluster_model.predict(self.predict_condition(cells,
+                                                                            normalized=True)))
+
     def best_cluster(self, proxy: str | None = None) -> int:
         """The cluster with the highest measured mean of `proxy` (default: the first proxy);
         the predicted mean condition decides where no cluster has a measured mean."""
