@@ -208,7 +208,7 @@ def test_layout_mutation_keeps_the_space_rules():
 
 # ---------------------------------------------------------------------- with a cell generator
 @pytest.fixture(scope="module")
-def tiny_generator(tmp_path_factory):
+def tiny_artifact(tmp_path_factory):
     from test_generator import TINY
 
     from hgnas_ray.corpus import CorpusSpec, build_corpus
@@ -219,7 +219,12 @@ def tiny_generator(tmp_path_factory):
     write_synthetic_scores(corpus)
     out = tmp_path_factory.mktemp("artifact")
     pretrain_cells(corpus, out, TINY)
-    return CellGenerator.load(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tiny_artifact):
+    return CellGenerator.load(tiny_artifact)
 
 
 def test_generator_clusters_fill_stages_and_regenerate_cells(tiny_generator, tmp_path):
@@ -240,3 +245,34 @@ def test_generator_clusters_fill_stages_and_regenerate_cells(tiny_generator, tmp
     cell = space.from_text(strategy.history[0].text).stages[0].cell
     regenerated = cells.regenerate(cell, np.random.default_rng(0))
     assert regenerated is not None and regenerated.hash != cell.hash
+
+
+def test_histories_of_a_two_setting_grid_resume_and_refuse_another_grid(tiny_artifact, tmp_path):
+    from hgnas_ray.generator.macro.histories import (
+        HistoryConfig,
+        HistorySetting,
+        read_histories,
+        write_histories,
+    )
+
+    artifact = tiny_artifact
+    settings = [HistorySetting(TaskShape(10, 16), Budget(max_params=60_000)),
+                HistorySetting(TaskShape(100, 16, 1), Budget(max_macs=4_000_000))]
+    config = HistoryConfig(fitness="params", evaluations=10, population=3, space_evaluations=5,
+                           probe_batch=4, max_width=32, pool_size=3, batch_size=5)
+    out = write_histories(tmp_path / "h", settings, artifact, config)
+    rows = read_histories(out)
+    assert len(rows) == 20
+    for row in rows:
+        genotype = MacroGenotype.from_dict(row["genotype"])
+        task, budget = TaskShape(**row["task"]), Budget(**row["budget"])
+        assert Budget(**row["budget"]).allows(genotype_cost(genotype, task))
+        assert len(row["clusters"]) == len(genotype.stages)
+        assert row["fitness"] == row["params"]  # fitness "params" is the exact count
+        assert budget in (s.budget for s in settings)
+    # a finished grid is not re-run; another grid in the same folder is refused
+    (out / "runs").rename(out / "runs_moved")
+    write_histories(out, settings, artifact, config)
+    assert not (out / "runs").exists()
+    with pytest.raises(ConfigError, match="another grid"):
+        write_histories(out, settings[:1], artifact, config)
