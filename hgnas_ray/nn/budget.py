@@ -1,20 +1,19 @@
 """Parameter and MAC budgets (DESIGN 2.2): hard limits checked on exact counts.
 
-Here and not in `hgnas_ray.space`: checking a budget builds the network to count it.
+Here and not in `hgnas_ray.space`: checking a budget needs the networks' costs, which
+`hgnas_ray.nn.cost_model` computes exactly from formulas (no network is built).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from hgnas_ray.errors import BudgetError
-from hgnas_ray.nn.builder import genotype_cost
-from hgnas_ray.space.cell import CellGenotype
-from hgnas_ray.space.macro import MIN_CHANNELS, MacroGenotype, Stage, sample_macro
+from hgnas_ray.nn.cost_model import macro_cost, smallest_cost
+from hgnas_ray.space.macro import MacroGenotype, sample_macro
 
 
 @dataclass(frozen=True)
@@ -61,19 +60,15 @@ def _count(name: str, value: float | None) -> int | None:
     return int(value)
 
 
-@lru_cache(maxsize=32)  # builds a network; called once per sampled candidate otherwise
 def minimum_cost(task) -> tuple[int, int]:
-    """Lower bounds (params, MACs per sample) of any macro network for `task`.
+    """The fewest params and the fewest MACs per sample of any valid macro network for `task`.
 
-    The smallest network (8-channel stem, one parameter-free average-pool cell, 8-channel head)
-    has the fewest parameters possible; every network pays at least its stem and classifier MACs.
+    Exact, each minimised separately (`smallest_cost`, with at most 3 stride-2 stages as
+    `sample_macro` draws): e.g. 8-channel stem, parameter-free average-pool cells at 8 channels
+    (stride 2 ones shrink the head's MACs), 8-channel head.
     """
-    cell = CellGenotype(("avg_pool", "none", "none", "none", "none", "none"), (1, 0, 0, 0, 0, 0),
-                        ((0, 1), (0, 7), (1, 7)))
-    smallest = MacroGenotype(MIN_CHANNELS, (Stage(cell, MIN_CHANNELS, 1, 1),), MIN_CHANNELS)
-    stem_macs = task.in_channels * MIN_CHANNELS * 9 * task.input_size ** 2
-    classifier_macs = MIN_CHANNELS * task.num_classes
-    return genotype_cost(smallest, task).params, stem_macs + classifier_macs
+    smallest = smallest_cost(task)
+    return smallest.params, smallest.macs
 
 
 def sample_within_budget(rng: np.random.Generator, budget: Budget, task,
@@ -86,7 +81,7 @@ def sample_within_budget(rng: np.random.Generator, budget: Budget, task,
     closest, closest_excess = None, np.inf
     for _ in range(max_draws):
         genotype = sample_macro(rng)
-        cost = genotype_cost(genotype, task)
+        cost = macro_cost(genotype, task)
         if budget.allows(cost):
             return genotype
         excess = budget.excess(cost)

@@ -12,6 +12,7 @@ from torch import nn
 
 from hgnas_ray.errors import GenotypeError
 from hgnas_ray.nn.cost import Cost, network_cost
+from hgnas_ray.nn.cost_model import macro_cost
 from hgnas_ray.nn.macro import CellSkeleton, MacroNetwork
 from hgnas_ray.nn.nb201 import Nb201Network
 from hgnas_ray.space.cell import CellGenotype
@@ -58,5 +59,11 @@ def build_network(genotype: Genotype, task: TaskShape = TaskShape(),
 
 def genotype_cost(genotype: Genotype, task: TaskShape = TaskShape(),
                   skeleton: SkeletonSize = SkeletonSize()) -> Cost:
-    """Exact params and MACs (per sample) of the network `build_network` makes."""
+    """Exact params and MACs (per sample) of the network `build_network` makes.
+
+    Macro networks are counted from formulas (`macro_cost`, microseconds); cells in their
+    skeleton and NAS-Bench-201 networks are traced on the meta device.
+    """
+    if isinstance(genotype, MacroGenotype):
+        return macro_cost(genotype, task)
     return network_cost(lambda: build_network(genotype, task, skeleton), task.input_shape)

@@ -30,6 +30,11 @@ class Cost:
     def to_dict(self) -> dict[str, int]:
         return {**asdict(self), "flops": self.flops}
 
+    def __add__(self, other: Cost) -> Cost:
+        if not isinstance(other, Cost):
+            return NotImplemented
+        return Cost(self.params + other.params, self.macs + other.macs)
+
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
