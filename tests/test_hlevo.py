@@ -169,7 +169,7 @@ def test_macro_hl_evo_never_proposes_over_budget_and_approaches_it(tmp_path):
     records = run_search(strategy, cost_evaluate(space, asked), _store(tmp_path, "m"), 100, 10)
     assert len(records) == 100 and len(asked) == 100
     for genotype in asked:
-        cost = genotype_cost(genotype, CIFAR)  # the traced/exact count, not the space's own
+        cost = genotype_cost(genotype, CIFAR)  # exact (equal to the traced count)
         assert cost.params <= budget.max_params and cost.macs <= budget.max_macs
         MacroGenotype.from_json(genotype.to_json())  # valid and round-trips
     best = max(r["params"] for r in records)
