@@ -244,8 +244,9 @@ class LayoutDecoder:
             seq.ids.append(token)
             return
         if position == PROMPT_LENGTH:
-            raise BudgetError(f"no macro network for this task meets the budget ({check.budget})"
-                              " with both limits at once; raise one of them")
+            raise BudgetError(f"no layout for this task fits the budget ({check.budget}) once "
+                              "both limits, and the cells its clusters can hold, are counted "
+                              "together; raise the budget")
         seq.banned.pop(position, None)
         seq.banned.setdefault(position - 1, set()).add(seq.ids.pop())
 
