@@ -1,4 +1,5 @@
 """`hgnas pretrain cells` and `hgnas generate cells`: train a cell generator, sample from it.
+(`pretrain macro` and `generate macro`, the sequence generator's, live in `hgnas_ray.cli.macro`.)
 
 `pretrain cells` trains on Ray Train with --workers N >= 1 (Ray is imported only then) or in this
 process with --workers 0. `jobs/pretrain.py` takes the same options, for `ray job submit`.
@@ -17,6 +18,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from hgnas_ray.cli import macro
 from hgnas_ray.cli.log import quiet_logging
 from hgnas_ray.corpus import CORPUS_SPACES
 from hgnas_ray.errors import ConfigError
@@ -41,6 +43,7 @@ def _register_pretrain(sub: argparse._SubParsersAction) -> None:
                     "larger --max-epochs trains further).")
     add_pretrain_arguments(cells)
     cells.set_defaults(run=run_pretrain)
+    macro.register_pretrain(commands)
 
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser, corpus_required: bool = True) -> None:
@@ -211,6 +214,7 @@ def _register_generate(sub: argparse._SubParsersAction) -> None:
     cells.add_argument("--max-draws", type=int, default=None,
                        help="give up after this many draws (default max(10 n, 64))")
     cells.set_defaults(run=run_generate)
+    macro.register_generate(commands)
 
 
 def run_generate(args: argparse.Namespace) -> int:
