@@ -7,6 +7,13 @@ the artifact OUT/artifact.json + OUT/weights/seqgen.safetensors.
 `generate macro` prints one macro genotype per line, as `hgnas space sample --space macro` does.
 Budgets name their unit in the flag: --max-params (parameters) and --max-macs (multiply-
 accumulates per sample; FLOPs = 2 x MACs).
+
+On a cluster, the full grid (3 class counts x 3 input sizes x 7 budgets) is one command:
+
+    ray job submit -- hgnas pretrain macro --cell-artifact DIR --out DIR --grid full --workers 8
+
+(histories: one Ray task per setting; training: Ray Train with 8 DDP workers; add --gpu for one
+GPU per worker; OUT must be on storage every node sees.)
 """
 
 from __future__ import annotations
