@@ -28,7 +28,13 @@ from hgnas_ray.corpus import (  # noqa: E402
     read_cell_shard,
     score_schema,
 )
-from hgnas_ray.distributed.corpus_scoring import score_corpus  # noqa: E402
+from hgnas_ray.corpus.scoring import plan_scoring  # noqa: E402
+from hgnas_ray.distributed.corpus_scoring import (  # noqa: E402
+    PATH_COLUMN,
+    _pipeline,
+    read_blocks,
+    score_corpus,
+)
 
 pytestmark = pytest.mark.ray
 
@@ -52,8 +58,6 @@ def stall(name, table):  # the run is killed while this shard's successors are i
 
 score_corpus(sys.argv[2], config, rows_per_batch=2, progress=False, on_shard=stall)
 """
-
-
 
 def _build(path, n, shard_size):
     build_corpus(path, CorpusSpec("cell", n, seed=7, shard_size=shard_size), progress=False)
@@ -117,3 +121,35 @@ def test_corrupt_shard_is_named_and_the_rest_is_scored(tmp_path, local_ray, caps
     scored = [p.name for p in list_shards(tmp_path / "scores")]
     assert scored == ["part-00000.parquet", "part-00002.parquet"]
     assert sorted(_scored_hashes(tmp_path / "scores")) == sorted(hashes[:4] + hashes[8:])
+
+
+@pytest.mark.parametrize("shard_rows, rows_per_batch, blocks",
+                         [([5] * 6, 16, 6), ([10, 10, 3], 4, 9), ([40], 16, 3), ([1], 1, 1)])
+def test_read_blocks_give_one_read_task_per_shard_and_batch_sized_blocks(shard_rows,
+                                                                          rows_per_batch, blocks):
+    assert read_blocks(shard_rows, rows_per_batch) == blocks
+
+
+def test_no_scoring_batch_spans_two_shards_or_exceeds_rows_per_batch(tmp_path, local_ray):
+    _build(tmp_path, 13, shard_size=5)  # shards of 5, 5, 3
+    plan = plan_scoring(tmp_path, tmp_path / "scores", CONFIG)
+    ds = _pipeline(plan.pending, CONFIG, concurrency=2, num_cpus=1.0, num_gpus=0.0,
+                   rows_per_batch=2, progress=False)
+    batches = [b[PATH_COLUMN].to_pylist() for b in ds.iter_batches(batch_size=None,
+                                                                   batch_format="pyarrow")]
+    assert all(len(set(paths)) == 1 and len(paths) <= 2 for paths in batches)
+    assert sum(len(paths) for paths in batches) == 13
+
+
+def test_each_shard_is_written_as_soon_as_its_cells_are_scored(tmp_path, local_ray):
+    """Regression: with shards smaller than a batch, every shard was written at the very end
+    (a kill lost all of them). One worker scores the cells in order, so the last shard is
+    written about the scoring time of the other shards after the first."""
+    _build(tmp_path, 30, shard_size=5)
+    report = score_corpus(tmp_path, CONFIG, concurrency=1, progress=False)  # 16 rows/batch
+    assert report.ok and len(report.scored) == 6
+    shards = list_shards(tmp_path / "scores")
+    written = [p.stat().st_mtime_ns / 1e9 for p in shards]
+    scoring = sum(sum(pq.read_table(p, columns=["seconds"])["seconds"].to_pylist())
+                  for p in shards[1:])
+    assert written[-1] - written[0] >= 0.5 * scoring > 0

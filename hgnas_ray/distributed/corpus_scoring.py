@@ -8,6 +8,15 @@ when the last of its cells arrives, checks that every hash is there exactly once
 complete score shards; the next run skips them and scores the rest. Input shards that cannot be
 read are reported by name and left out; the other shards are still scored.
 
+A shard is written as soon as its last cell is scored, whatever the shard and batch sizes,
+because nothing between an actor and the driver holds scores back:
+- each read task reads ONE shard file and splits it into blocks of at most ``rows_per_batch``
+  rows, and ``map_batches(batch_size=None)`` scores one block per actor call; so a Ray Data
+  task never mixes two shards (with ``batch_size=N`` the actor pool bundles blocks up to N
+  rows, across shards, and returns them only when the whole bundle is done);
+- the driver iterates with ``prefetch_batches=0`` (with the default prefetch it holds each
+  block until the next one arrives: on a corpus of a few blocks, until the end of the run).
+
 Metrics for the dashboard (`ray.util.metrics`): ``hgnas_corpus_cells_scored`` (by status),
 ``hgnas_corpus_cell_failures``, ``hgnas_corpus_scoring_rate`` (cells/s of each worker's last
 batch) and ``hgnas_corpus_shards_done``.
@@ -107,9 +116,9 @@ def score_corpus(corpus_dir: str | Path, config: ScoringConfig, out_dir: str | P
                            failed=dict(plan.failed))
     for name, message in plan.failed.items():
         logger.warning("skipping %s: %s", name, message)
-    if plan.finished:
-        logger.info("%d shard(s) already scored in %s, skipped", len(plan.finished), out_dir)
     todo = [t for t in plan.pending if t.hashes]
+    logger.info("%d shard(s) to score (%d cells), %d already scored in %s", len(plan.pending),
+                sum(len(t.hashes) for t in todo), len(plan.finished), out_dir)
     for empty in (t for t in plan.pending if not t.hashes):
         write_scored_shard(empty, [records_to_table([], config.proxies)])
         report.scored.append(empty.out_path.name)
@@ -128,7 +137,6 @@ def _pipeline(todo: list[ShardTask], config: ScoringConfig, concurrency: int, nu
     # so a kill loses at most the shards in flight. Unordered, blocks of every shard interleave
     # and all shards complete together at the end (seen on a 6-shard corpus).
     context.execution_options.preserve_order = True
-    rows = sum(len(t.hashes) for t in todo)
     # Ray 2.60's default Parquet reader (DataSourceV2) lists files in a task that needs 1 CPU,
     # which waits forever once the scoring actors hold every CPU (e.g. 2 actors on 2 CPUs).
     # The V1 reader lists on the driver and runs its read tasks at num_cpus=0 as asked.
@@ -137,8 +145,7 @@ def _pipeline(todo: list[ShardTask], config: ScoringConfig, concurrency: int, nu
         ds = ray.data.read_parquet(
             [str(t.cells_path) for t in todo], columns=list(INPUT_COLUMNS), include_paths=True,
             num_cpus=0,  # reading is light; it must never wait behind the scoring actors
-            # Blocks of about one UDF batch, so the actor pool shares even a single shard.
-            override_num_blocks=max(1, math.ceil(rows / rows_per_batch)))
+            override_num_blocks=read_blocks([len(t.hashes) for t in todo], rows_per_batch))
     finally:
         context.use_datasource_v2 = use_v2
     return ds.map_batches(
@@ -146,7 +153,20 @@ def _pipeline(todo: list[ShardTask], config: ScoringConfig, concurrency: int, nu
                                                 "torch_threads": max(1, int(num_cpus))},
         compute=ray.data.ActorPoolStrategy(size=concurrency),  # `concurrency=` is deprecated
         num_cpus=num_cpus, num_gpus=num_gpus,
-        batch_size=rows_per_batch, batch_format="pyarrow")
+        batch_size=None,  # one block per call: no bundling across shards (module docstring)
+        batch_format="pyarrow")
+
+
+def read_blocks(shard_rows: list[int], rows_per_batch: int) -> int:
+    """The ``override_num_blocks`` that gives one read task per shard, each split into blocks
+    of at most ``rows_per_batch`` rows.
+
+    Ray Data makes min(files, blocks) read tasks of whole files and splits each task's output
+    into ceil(blocks / files) equal parts; asking for files x k blocks, with k the number of
+    batches of the largest shard, makes every part <= rows_per_batch rows.
+    """
+    per_shard = max((math.ceil(rows / rows_per_batch) for rows in shard_rows), default=1)
+    return len(shard_rows) * max(1, per_shard)
 
 
 def _collect(ds: ray.data.Dataset, todo: list[ShardTask], report: ScoringReport,
@@ -158,7 +178,9 @@ def _collect(ds: ray.data.Dataset, todo: list[ShardTask], report: ScoringReport,
     shards_done = metrics.Gauge("hgnas_corpus_shards_done",
                                 description="score shards written by this run")
     try:
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        # prefetch_batches=0: a block reaches the driver as soon as its task ends
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow",
+                                     prefetch_batches=0):
             for key, part in _split_by_path(batch).items():
                 buffers[key].append(part)
                 counts[key] += part.num_rows
