@@ -159,7 +159,7 @@ def test_grammar_enforces_the_space_rules():
 def test_lower_bound_is_exact_on_cheapest_cells_and_below_every_network():
     rng = np.random.default_rng(2)
     grammar = LayoutGrammar(VOCAB)
-    for index in range(40):
+    for index in range(18):
         task = TASKS[index % 3]
         layout = _random_layout(rng)
         ids = VOCAB.encode_layout(layout)
@@ -191,7 +191,7 @@ def _limit(minimum: int, scale: float | None) -> int | None:
     return None if scale is None else int(minimum * scale)
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(task_index=st.integers(0, len(TASKS) - 1),
        params_scale=st.one_of(st.none(), st.just(1.0), st.floats(1.0, 1e4)),

@@ -168,6 +168,7 @@ class _Sequence:
 
     ids: list[int]
     banned: dict[int, set[int]]
+    prefix: PartialLayout = PartialLayout()  # what ids[PROMPT_LENGTH:] spell
     checks: int = 0
 
 
@@ -229,19 +230,19 @@ class LayoutDecoder:
                 if sequences[index].ids[-1] != self.vocab.end:
                     still.append(index)
             active = still
-        return [self.grammar.parse(s.ids[PROMPT_LENGTH:]).to_layout() for s in sequences]
+        return [s.prefix.to_layout() for s in sequences]
 
     def _step(self, seq: _Sequence, logits: torch.Tensor, generator: torch.Generator,
               check: BudgetCheck) -> None:
         """Append one token, or undo the last one at a dead end."""
-        position = len(seq.ids)
-        prefix = self.grammar.parse(seq.ids[PROMPT_LENGTH:])
+        position, prefix = len(seq.ids), seq.prefix
         banned = seq.banned.get(position, set())
         candidates = [t for t in self.grammar.allowed(prefix) if t not in banned]
         token = self._draw(candidates, logits, generator,
                            lambda t: check.fits(self.grammar.advance(prefix, t)), seq)
         if token is not None:
             seq.ids.append(token)
+            seq.prefix = self.grammar.advance(prefix, token)
             return
         if position == PROMPT_LENGTH:
             raise BudgetError(f"no layout for this task fits the budget ({check.budget}) once "
@@ -249,6 +250,7 @@ class LayoutDecoder:
                               "together; raise the budget")
         seq.banned.pop(position, None)
         seq.banned.setdefault(position - 1, set()).add(seq.ids.pop())
+        seq.prefix = self.grammar.parse(seq.ids[PROMPT_LENGTH:])
 
     def _draw(self, candidates: list[int], logits: torch.Tensor, generator: torch.Generator,
               fits: Callable[[int], bool], seq: _Sequence) -> int | None:
