@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from hgnas_ray.bench.nb201_report import format_summary
 from hgnas_ray.bench.nb201_search import (
     Nb201BenchConfig,
+    ShortTraining,
     run_benchmark,
     score_choices,
     summarize,
@@ -113,6 +115,43 @@ def test_a_rerun_resumes_and_scores_nothing_again(tmp_path):
     run_benchmark(small(methods=("random",), first_seed=5), scoring(), tmp_path / "w",
                   tmp_path / "c", fake_evaluate(calls))
     assert len(calls) < 48
+
+
+def test_short_training_chooses_the_shortlists_best_by_validation(tmp_path, table_dir):
+    """A stand-in trainer (no Ray): validation accuracy is the fake proxy reversed, so the
+    trained choice is the shortlist's last cell; a finished shortlist is not trained again."""
+    from hgnas_ray.space.nb201 import Nb201Genotype
+
+    calls: list[tuple[list[str], str]] = []
+
+    def train(archs, name):
+        calls.append((list(archs), name))
+        return [{"status": "failed" if i == 0 else "ok", "epochs": 2, "seconds": 1.0,
+                 "best_val_accuracy": None if i == 0 else
+                 100.0 - closed_form(Nb201Genotype.from_string(a)) + 0.01 * i}
+                for i, a in enumerate(archs)]
+
+    config = small(methods=("random", "evolution"), train_top=4)
+    training = ShortTraining({"budget_s": 1.0}, train)
+    runs = run_benchmark(config, scoring(), tmp_path / "w", tmp_path / "c", fake_evaluate([]),
+                         training=training)
+    assert [len(c[0]) for c in calls] == [4, 4] and calls[0][1].startswith("random-seed0-")
+    for run in runs:
+        assert len(run.shortlist) == 4 and run.shortlist[0] == run.chosen  # best first
+        assert run.trained_choice == run.shortlist[-1]  # lowest fitness, best "validation"
+        assert run.trained[0]["status"] == "failed"
+    assert score_choices(runs, table_dir / "nb201")
+    summary = summarize(runs, config)
+    stats = summary["random"]["training"]
+    assert stats["trials_by_status"] == {"ok": 3, "stopped": 0, "failed": 1}
+    assert stats["val_test_spearman_mean"] < 0  # validation ranks opposite to the table
+    assert stats["shortlist_best_mean"] == pytest.approx(summary["random"]["accuracy_mean"])
+    result = to_json(runs, config, scoring(), summary, {"training": dict(training.settings)})
+    assert "with training" in format_summary(json.loads(json.dumps(result)))
+    calls.clear()
+    run_benchmark(config, scoring(), tmp_path / "w", tmp_path / "c", fake_evaluate([]),
+                  training=training)
+    assert calls == []  # the finished shortlists' records are reused
 
 
 def test_missing_table_leaves_choices_unscored(tmp_path):

@@ -33,7 +33,47 @@ def format_summary(result: dict[str, Any]) -> str:
         lines.append(f"| {method} | {acc} | {stats['evaluations_mean']:.0f} | "
                      f"{stats['wall_seconds_mean']:.1f} | "
                      f"{'never' if match is None else match} |")
+    if any("training" in stats for stats in summary.values()):
+        lines += ["", *format_training(result)]
     return "\n".join(lines)
+
+
+def format_training(result: dict[str, Any]) -> list[str]:
+    """The short-training table: each method's choice without and with training, the best
+    cell of its shortlist (what a perfect ranking of it would give), and the training cost."""
+    settings = result.get("training", {})
+    lines = [f"short training: top {result['config']['train_top']} cells per search by "
+             f"fitness, at most {settings.get('budget_s')} s each ({_trial_setting(settings)}), "
+             "choice by validation accuracy", "",
+             "| method | without training | with training | best cell of the shortlist | "
+             "Spearman val vs test (mean per search) | trials ok/stopped/failed | "
+             "training wall s (total) |", "|---|---|---|---|---|---|---|"]
+    for method, stats in result["summary"].items():
+        train = stats.get("training")
+        if train is None:
+            continue
+        counts = "/".join(str(train["trials_by_status"][s]) for s in ("ok", "stopped", "failed"))
+        lines.append(f"| {method} | {_acc(stats['accuracy_mean'], stats['accuracy_std'])} | "
+                     f"{_acc(train['accuracy_mean'], train['accuracy_std'])} | "
+                     f"{_number(train['shortlist_best_mean'])} | "
+                     f"{_number(train['val_test_spearman_mean'], 3)} | {counts} | "
+                     f"{train['wall_seconds_total']:.0f} |")
+    return lines
+
+
+def _trial_setting(settings: dict[str, Any]) -> str:
+    train = settings.get("train", {})
+    return (f"{train.get('channels')} channels, {train.get('cells_per_stage')} cell(s) per "
+            f"stage, batch {train.get('batch_size')}, {settings.get('max_concurrent')} trials "
+            "at a time")
+
+
+def _acc(mean: float | None, std: float | None) -> str:
+    return "not scored" if mean is None else f"{mean:.2f} +- {std:.2f}"
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _network(scoring: dict[str, Any]) -> str:

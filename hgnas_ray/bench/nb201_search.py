@@ -6,15 +6,25 @@ is part of its budget). Every run is an ordinary resumable search (`run_search` 
 `RunStore`) behind one proxy-score cache, so a killed benchmark continues where it stopped and a
 second benchmark with the same scoring setting scores nothing again.
 
+With short training (`ShortTraining`, e.g. `hgnas bench nb201 --train-budget-s S`), each
+search's top cells by its fitness (its *shortlist*) are then trained on CIFAR-10 training images
+for at most S seconds each, and the method's trained choice is the one with the best validation
+accuracy (a split of the training set). The training itself is injected (the CLI passes Ray Tune
+trials with ASHA), so this module stays Ray-free; a finished shortlist's records are kept in
+`work_dir/training/`, so a resumed benchmark does not train it again.
+
 The NAS-Bench-201 accuracy table is opened only in `score_choices`, after every search has
-chosen; the searches never read it (a test checks this).
+chosen; the searches and the training never read it (a test checks this).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +74,7 @@ class Nb201BenchConfig:
     gvae_epochs: int = 60
     ccnf_epochs: int = 20
     clusters: int = 8
+    train_top: int = 8  # with short training: the shortlist's size (top cells by fitness)
 
     def validate(self) -> Nb201BenchConfig:
         Fitness.parse(self.fitness)
@@ -71,9 +82,10 @@ class Nb201BenchConfig:
             if method not in available_strategies():
                 from hgnas_ray.errors import unknown_name
                 raise unknown_name("method", method, available_strategies())
-        if self.seeds < 1 or self.evals < 1 or self.batch_size < 1:
-            raise ConfigError(f"need --seeds, --evals and the batch size >= 1; got "
-                              f"{self.seeds}, {self.evals}, {self.batch_size}")
+        if self.seeds < 1 or self.evals < 1 or self.batch_size < 1 or self.train_top < 1:
+            raise ConfigError(f"need --seeds, --evals, the batch size and --train-top >= 1; got "
+                              f"{self.seeds}, {self.evals}, {self.batch_size}, "
+                              f"{self.train_top}")
         if "generative" in self.methods and self.artifact is None:
             smallest = self.smallest_corpus
             if self.corpus_size < smallest:
@@ -134,6 +146,25 @@ class MethodRun:
     details: dict[str, Any] = field(default_factory=dict)
     test_accuracy: float | None = None
     anytime_accuracy: list[list[float]] = field(default_factory=list)
+    shortlist: list[str] = field(default_factory=list)  # top cells by fitness, best first
+    trained: list[dict[str, Any]] = field(default_factory=list)  # one record per shortlisted
+    trained_choice: str | None = None  # the best of the shortlist by validation accuracy
+    trained_test_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class ShortTraining:
+    """How shortlists are trained: `train(arch strings, experiment name)` returns one record per
+    arch (`hgnas_ray.distributed.tune_train.train_candidates`'s records); `settings` (plain
+    data) says with what, and its digest names the experiments, so other settings train anew."""
+
+    settings: Mapping[str, Any]
+    train: Callable[[Sequence[str], str], list[dict[str, Any]]]
+
+    @property
+    def digest(self) -> str:
+        text = json.dumps(self.settings, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def local_evaluate(scoring: ScoringConfig) -> Evaluate:
@@ -159,11 +190,13 @@ def local_evaluate(scoring: ScoringConfig) -> Evaluate:
 def run_benchmark(config: Nb201BenchConfig, scoring: ScoringConfig, work_dir: Path,
                   cache_dir: Path, evaluate: Evaluate,
                   on_run: Callable[[MethodRun], None] | None = None,
-                  pretrained: SpaceGenerator | None = None) -> list[MethodRun]:
+                  pretrained: SpaceGenerator | None = None,
+                  training: ShortTraining | None = None) -> list[MethodRun]:
     """Every (seed, method) search; resumes finished and half-finished runs from `work_dir`.
 
     `cache_dir` holds the proxy scores and the generators pretrained on each seed's corpus
-    (keyed by corpus and configuration), both shared by every benchmark that uses it.
+    (keyed by corpus and configuration), both shared by every benchmark that uses it. With
+    `training`, each search's shortlist is trained right after it (see the module doc).
     """
     config.validate()
     space = GenotypeSpace("nb201")
@@ -176,6 +209,8 @@ def run_benchmark(config: Nb201BenchConfig, scoring: ScoringConfig, work_dir: Pa
         for method in config.methods:
             run = _run_method(config, method, seed, space, cached, work_dir, scoring,
                               cache_dir / "generators", pretrained)
+            if training is not None:
+                train_shortlist(run, training, work_dir / "training")
             runs.append(run)
             if on_run is not None:
                 on_run(run)
@@ -203,7 +238,8 @@ def _run_method(config: Nb201BenchConfig, method: str, seed: int, space: Genotyp
     return MethodRun(method, seed, best.text if best else "",
                      float(strategy.fitness_of([best])[0]) if best else math.nan,
                      len(strategy.history), seconds,
-                     anytime=anytime_choices(strategy), details=details)
+                     anytime=anytime_choices(strategy), details=details,
+                     shortlist=shortlist(strategy, config.train_top))
 
 
 def load_nb201_artifact(path: str) -> SpaceGenerator:
@@ -257,6 +293,52 @@ def anytime_choices(strategy: Strategy) -> list[list[Any]]:
     return out
 
 
+# ---------------------------------------------------------------------- short training
+def shortlist(strategy: Strategy, k: int) -> list[str]:
+    """The `k` best evaluated cells by the search's fitness, best first (ties: first found)."""
+    scores = strategy.fitness_of(strategy.history)
+    order = np.argsort(-scores, kind="stable")
+    return [strategy.history[i].text for i in order[:k] if np.isfinite(scores[i])]
+
+
+def train_shortlist(run: MethodRun, training: ShortTraining, folder: Path) -> None:
+    """Train `run.shortlist` (or reuse the records of a finished earlier call) and choose the
+    best by validation accuracy; sets `trained`, `trained_choice` and `training_seconds` (the
+    wall seconds of the call that trained it)."""
+    name = f"{run.method}-seed{run.seed}-{training.digest}"
+    marker = folder / f"{name}.json"
+    saved = json.loads(marker.read_text()) if marker.is_file() else {}
+    if saved.get("shortlist") != run.shortlist:
+        start = time.perf_counter()
+        records = training.train(run.shortlist, name)
+        saved = {"shortlist": run.shortlist, "settings": dict(training.settings),
+                 "wall_seconds": time.perf_counter() - start,
+                 "records": [_trained(arch, r) for arch, r in
+                             zip(run.shortlist, records, strict=True)]}
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(saved, indent=1, default=str))
+    run.trained, run.training_seconds = saved["records"], float(saved["wall_seconds"])
+    run.trained_choice = best_by_validation(run.trained)
+    if run.trained_choice is None:
+        log.warning("%s seed %d: no shortlisted cell finished an epoch of training; its "
+                    "trained choice is empty", run.method, run.seed)
+
+
+def _trained(arch: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("status", "best_val_accuracy", "val_accuracy", "epochs", "seconds", "error", "curve")
+    return {"arch": arch, **{k: record.get(k) for k in keys}}
+
+
+def best_by_validation(trained: Sequence[Mapping[str, Any]]) -> str | None:
+    """The arch with the best validation accuracy among trials that were not failed (ASHA's
+    stopped ones count at the accuracy they reached); ties go to the better fitness rank."""
+    usable = [t for t in trained
+              if t["status"] != "failed" and t.get("best_val_accuracy") is not None]
+    if not usable:
+        return None
+    return max(usable, key=lambda t: t["best_val_accuracy"])["arch"]  # max keeps the first
+
+
 # ---------------------------------------------------------------------- scoring (oracle)
 def score_choices(runs: Sequence[MethodRun], table_path: Path | None) -> bool:
     """Look up the accuracy of every choice; False (and nothing set) without a table."""
@@ -273,6 +355,10 @@ def score_choices(runs: Sequence[MethodRun], table_path: Path | None) -> bool:
         run.test_accuracy = _accuracy(table, run.chosen)
         run.anytime_accuracy = [[n, a] for n, arch in run.anytime
                                 if (a := _accuracy(table, arch)) is not None]
+        for trained in run.trained:
+            trained["test_accuracy"] = _accuracy(table, trained["arch"])
+        run.trained_test_accuracy = (_accuracy(table, run.trained_choice)
+                                     if run.trained_choice else None)
     return True
 
 
@@ -299,10 +385,48 @@ def summarize(runs: Sequence[MethodRun], config: Nb201BenchConfig) -> dict[str, 
             "wall_seconds_mean": float(np.mean([r.wall_seconds for r in mine])),
             "anytime_mean": _mean_curve(mine),
         }
+        if any(r.trained for r in mine):
+            out[method]["training"] = _training_summary(mine)
     target = out.get("random", {}).get("accuracy_mean")
     for stats in out.values():
         stats["evals_to_match_random"] = _first_reaching(stats["anytime_mean"], target)
     return out
+
+
+def _training_summary(runs: Sequence[MethodRun]) -> dict[str, Any]:
+    """With-training accuracy, the shortlist's own ceiling (its best cell by the table), how
+    validation accuracy after short training ranks the shortlist (Spearman vs the table's test
+    accuracy, per run, then averaged), and the training stage's wall time."""
+    acc = [r.trained_test_accuracy for r in runs if r.trained_test_accuracy is not None]
+    ceiling = [max(a) for r in runs
+               if (a := [t["test_accuracy"] for t in r.trained
+                         if t.get("test_accuracy") is not None])]
+    rhos = [rho for r in runs if (rho := _val_test_spearman(r.trained)) is not None]
+    trials = [t for r in runs for t in r.trained]
+    return {
+        "accuracy_mean": float(np.mean(acc)) if acc else None,
+        "accuracy_std": float(np.std(acc)) if acc else None,
+        "shortlist_best_mean": float(np.mean(ceiling)) if ceiling else None,
+        "val_test_spearman_mean": float(np.mean(rhos)) if rhos else None,
+        "val_test_spearman_runs": len(rhos),
+        "trials": len(trials),
+        "trials_by_status": {s: sum(t["status"] == s for t in trials)
+                             for s in ("ok", "stopped", "failed")},
+        "epochs_mean": float(np.mean([t["epochs"] or 0 for t in trials])) if trials else 0.0,
+        "wall_seconds_total": float(sum(r.training_seconds for r in runs)),
+        "wall_seconds_mean": float(np.mean([r.training_seconds for r in runs])),
+    }
+
+
+def _val_test_spearman(trained: Sequence[Mapping[str, Any]]) -> float | None:
+    pairs = [(t["best_val_accuracy"], t["test_accuracy"]) for t in trained
+             if t["status"] != "failed" and t.get("best_val_accuracy") is not None
+             and t.get("test_accuracy") is not None]
+    if len(pairs) < 3 or len({p[0] for p in pairs}) < 2 or len({p[1] for p in pairs}) < 2:
+        return None
+    from scipy.stats import spearmanr
+
+    return float(spearmanr([p[0] for p in pairs], [p[1] for p in pairs])[0])
 
 
 def _mean_curve(runs: Sequence[MethodRun]) -> list[list[float]]:

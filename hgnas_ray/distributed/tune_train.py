@@ -21,8 +21,10 @@ Each record, in the order of `genotypes`:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
@@ -95,7 +97,8 @@ def train_candidates(genotypes: Sequence[Genotype | Mapping[str, Any]],
                 failure_config=tune.FailureConfig(max_failures=max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[_TrialLog()]))
-    grid = tuner.fit()
+    with contextlib.redirect_stdout(sys.stderr):  # Tune prints its tables on stdout
+        grid = tuner.fit()
     return _records(grid, candidates)
 
 
