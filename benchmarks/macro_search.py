@@ -34,9 +34,9 @@ import torch
 from hgnas_ray.cli.log import configure_logging
 from hgnas_ray.evaluation import Evaluator
 from hgnas_ray.generator.cells import CellGenerator
-from hgnas_ray.generator.macro.histories import SMALL_GRID, HistoryConfig, probe_batches
 from hgnas_ray.nn.builder import genotype_cost
 from hgnas_ray.search import Fitness, RunStore, create_strategy, run_search, serial_evaluate
+from hgnas_ray.search.histories import SMALL_GRID, HistoryConfig, probe_batches
 from hgnas_ray.search.macro_space import MacroHierarchy, RandomCells
 from hgnas_ray.search.pretrained import GeneratorCells
 from hgnas_ray.space import MacroGenotype

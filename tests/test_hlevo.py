@@ -248,7 +248,7 @@ def test_generator_clusters_fill_stages_and_regenerate_cells(tiny_generator, tmp
 
 
 def test_histories_of_a_two_setting_grid_resume_and_refuse_another_grid(tiny_artifact, tmp_path):
-    from hgnas_ray.generator.macro.histories import (
+    from hgnas_ray.search.histories import (
         HistoryConfig,
         HistorySetting,
         read_histories,

@@ -173,7 +173,7 @@ def _histories_stage(args: argparse.Namespace, out: Path) -> Path:
         return folder
     from dataclasses import replace
 
-    from hgnas_ray.generator.macro import histories
+    from hgnas_ray.search import histories
 
     settings = histories.SMALL_GRID if args.grid == "small" else histories.FULL_GRID
     config = histories.smoke_config() if args.smoke_test else histories.HistoryConfig()

@@ -16,7 +16,7 @@ import ray
 from ray.exceptions import RayError
 
 from hgnas_ray.errors import ConfigError
-from hgnas_ray.generator.macro.histories import Runner, SettingJob, run_setting
+from hgnas_ray.search.histories import Runner, SettingJob, run_setting
 
 log = logging.getLogger(__name__)
 

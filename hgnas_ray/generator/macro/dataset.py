@@ -1,7 +1,7 @@
 """Training data of the sequence generator: the best networks of HL-Evo histories.
 
 A histories folder holds JSONL files (`*.jsonl`, at its top level), one line per evaluated
-network (written by `hgnas_ray.generator.macro.histories.write_histories`)::
+network (written by `hgnas_ray.search.histories.write_histories`)::
 
     {"task": {"num_classes", "input_size", "in_channels"}, "budget": {"max_params",
      "max_macs"}, "genotype": <MacroGenotype.to_dict()>, "clusters": [one id per stage],
