@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hgnas_ray.config import RayConfig
+from hgnas_ray.config import MAX_SEED, RayConfig, plain_folder_name
 from hgnas_ray.errors import ConfigError
 
 STORAGE_ENV = "HGNAS_STORAGE"
@@ -47,6 +47,8 @@ class SampleConfig:
     def validate(self) -> None:
         if self.num_candidates < 1:
             raise ConfigError(f"sample.num_candidates must be >= 1; got {self.num_candidates}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"sample.seed must be in [0, 2**63 - 1]; got {self.seed}")
         if self.rank_by not in self.proxies:
             raise ConfigError(f"sample.rank_by {self.rank_by!r} is not among sample.proxies "
                               f"{list(self.proxies)}")
@@ -62,9 +64,15 @@ class SearchConfig:
     run_name: str = "search"
 
     def validate(self) -> None:
-        if not self.run_name or "/" in self.run_name:
-            raise ConfigError(f"run_name must be a plain name; got {self.run_name!r}")
+        check_run_name(self.run_name)
 
     def run_dir(self) -> Path:
+        """`<storage>/<run_name>`; `run_name` is one plain folder name, so the run stays inside."""
         base = self.storage_path or os.environ.get(STORAGE_ENV) or "~/hgnas_results"
-        return Path(base).expanduser() / self.run_name
+        return Path(base).expanduser() / check_run_name(self.run_name)
+
+
+def check_run_name(name: str) -> str:
+    """`name` if it is one plain folder name; a path (`a/b`, `..`, `/x`) would put the run's
+    files outside the storage folder."""
+    return plain_folder_name(name, "run_name", "the storage folder")

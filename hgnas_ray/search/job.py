@@ -49,8 +49,6 @@ def run_search_job(config: SearchConfig, evaluate_many: EvaluateMany) -> list[Re
     from hgnas_ray.data import load_task, probe_batches  # the data stack loads on first use
 
     run_dir = config.run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / CONFIG_FILE)
     dataset = load_task(config.data.task, "train", root=config.data.root,
                         download=config.data.download)
     info = dataset.info
@@ -60,6 +58,9 @@ def run_search_job(config: SearchConfig, evaluate_many: EvaluateMany) -> list[Re
     logger.info("task %s: %d images, %d classes, input %s; results in %s", info.name,
                 len(dataset), info.num_classes, info.input_shape, run_dir)
     candidates = sample_candidates(config, task)
+    # the run folder appears only once the data loaded and the candidates fit the budget
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / CONFIG_FILE)
     results_path = run_dir / RESULTS_FILE
     done = finished_hashes(results_path)
     todo = [g for h, g in candidates if h not in done]
