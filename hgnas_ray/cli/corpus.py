@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from hgnas_ray.cli.options import check_out_dir, seed
 from hgnas_ray.corpus import (
     CORPUS_SPACES,
     DEFAULT_SHARD_SIZE,
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--n", type=int, default=None, help="number of distinct cells")
     build.add_argument("--all", action="store_true",
                        help="nb201: every distinct cell (also the default when --n >= 15625)")
-    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--seed", type=seed, default=0)
     build.add_argument("--out", required=True, help="corpus folder")
     build.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
     build.add_argument("--no-progress", action="store_true")
@@ -94,7 +95,7 @@ def run_build(args: argparse.Namespace) -> int:
     if args.n is None and not args.all:
         raise ConfigError("pass --n N (distinct cells) or, for --space nb201, --all")
     spec = CorpusSpec(args.space, args.n or 0, args.seed, args.shard_size, args.all)
-    report = build_corpus(args.out, spec, progress=not args.no_progress)
+    report = build_corpus(check_out_dir(args.out), spec, progress=not args.no_progress)
     rate = (f"; sampling {report.sampling_seconds:.1f} s = {report.cells_per_second:.0f} "
             "cells/s" if report.sampling_seconds > 0 else "")
     print(f"{report.rows} distinct cells ({args.space} space) in {args.out} "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hgnas_ray.cli.options import check_out_dir
+from hgnas_ray.config import plain_folder_name
 from hgnas_ray.data import prepare_data
 
 
@@ -28,8 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_prepare(args: argparse.Namespace) -> int:
     splits = None if args.splits is None else [s for s in args.splits.split(",") if s]
-    written = prepare_data(args.source, args.out, task=args.task, splits=splits, root=args.data,
-                           cache_dir=args.cache_dir, skip_corrupt=args.skip_corrupt)
+    if args.task is not None:
+        plain_folder_name(args.task, "--task", "the cache folder")
+    out = None if args.out is None else check_out_dir(args.out)
+    cache_dir = None if args.cache_dir is None else check_out_dir(args.cache_dir, "--cache-dir")
+    written = prepare_data(args.source, out, task=args.task, splits=splits, root=args.data,
+                           cache_dir=cache_dir, skip_corrupt=args.skip_corrupt)
     for split, path in written.items():
         print(f"{split}: {path}")
     return 0

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from hgnas_ray.cli import macro
 from hgnas_ray.cli.log import quiet_logging
+from hgnas_ray.cli.options import check_out_dir, seed
 from hgnas_ray.corpus import CORPUS_SPACES
-from hgnas_ray.errors import ConfigError
+from hgnas_ray.errors import ConfigError, DataError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +89,7 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser, corpus_required: boo
     parser.add_argument("--ccnf-condition", choices=("measured", "predicted"), default=None,
                         help="CCNF conditions: measured normalised ZC (default) or the G-VAE's "
                              "predicted condition")
-    parser.add_argument("--seed", type=int, default=None, help="(0)")
+    parser.add_argument("--seed", type=seed, default=None, help="(0)")
     parser.add_argument("--config", default=None, help="YAML file of PretrainConfig fields")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config field, e.g. --set gvae.kl_weight=0.2")
@@ -149,7 +150,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     config = pretrain_config(args)  # bad options fail here, before Ray starts
     if args.workers < 0:
         raise ConfigError(f"--workers must be >= 0; got {args.workers}")
-    out = Path(args.out).expanduser().resolve()
+    out = check_out_dir(args.out).resolve()
+    _check_corpus_folder(Path(args.corpus).expanduser())
     with quiet_logging(args.quiet):
         if args.workers == 0:
             manifest = pretrain_cells(args.corpus, out, config, LocalTrainers())
@@ -157,6 +159,17 @@ def run_pretrain(args: argparse.Namespace) -> int:
             manifest = _pretrain_on_ray(args, config, out)
     _print_summary(manifest, out)
     return 0
+
+
+def _check_corpus_folder(corpus: Path) -> None:
+    """Cell and score shards are there: a wrong --corpus fails here, before Ray starts (their
+    contents are read, and checked, by the pretraining)."""
+    from hgnas_ray.corpus import cell_shards, default_scores_dir, list_shards
+
+    cell_shards(corpus)
+    if not list_shards(default_scores_dir(corpus)):
+        raise DataError(f"corpus {corpus} has no ZC scores (no scores/part-*.parquet); score it "
+                        f"first: `hgnas corpus score --corpus {corpus}`")
 
 
 def _pretrain_on_ray(args: argparse.Namespace, config, out: Path) -> dict:
@@ -210,7 +223,7 @@ def _register_generate(sub: argparse._SubParsersAction) -> None:
                                                      "(default: the artifact's first)")
     cells.add_argument("--temperature", type=float, default=None,
                        help="base-noise scale tau (default 0.4)")
-    cells.add_argument("--seed", type=int, default=0)
+    cells.add_argument("--seed", type=seed, default=0)
     cells.add_argument("--max-draws", type=int, default=None,
                        help="give up after this many draws (default max(10 n, 64))")
     cells.set_defaults(run=run_generate)

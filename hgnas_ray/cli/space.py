@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from hgnas_ray.errors import BudgetError, HgnasError
+from hgnas_ray.cli.options import bounded_int, seed
+from hgnas_ray.errors import BudgetError, ConfigError, HgnasError
 from hgnas_ray.nn.budget import Budget, sample_within_budget
 from hgnas_ray.nn.builder import SkeletonSize, TaskShape, genotype_cost
 from hgnas_ray.nn.cost import Cost
@@ -26,6 +27,8 @@ from hgnas_ray.space import (
     sample_genotype,
 )
 
+MAX_CLASSES, MAX_INPUT_SIZE = 1_000_000, 4096
+MAX_SKELETON_CHANNELS, MAX_SKELETON_CELLS = 4096, 64
 MAC_UNITS = "multiply-accumulates of conv+linear layers, per sample"
 FLOP_UNITS = "2 x macs"
 
@@ -37,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sample = commands.add_parser("sample", help="print random genotypes, one per line")
     sample.add_argument("--space", choices=SPACES, required=True)
     sample.add_argument("-n", type=int, default=1, help="how many (default 1)")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--seed", type=seed, default=0, help="an integer >= 0 (default 0)")
     _add_budget_args(sample)
     _add_task_args(sample)
     sample.set_defaults(run=run_sample)
@@ -57,24 +60,16 @@ def _add_budget_args(parser: argparse.ArgumentParser) -> None:
                         help="macro only: MAC budget per sample (count; FLOPs = 2 x MACs)")
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: a count >= 1 (a 0 or negative size would crash or build a degenerate net)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
-    return value
-
-
 def _add_task_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--num-classes", type=_positive_int, default=10)
-    parser.add_argument("--input-size", type=_positive_int, default=32,
+    # upper bounds keep the network countable: past them torch's size arithmetic overflows or
+    # building the skeleton takes minutes
+    parser.add_argument("--num-classes", type=bounded_int(1, MAX_CLASSES), default=10)
+    parser.add_argument("--input-size", type=bounded_int(1, MAX_INPUT_SIZE), default=32,
                         help="input height = width")
-    parser.add_argument("--skeleton-channels", type=_positive_int, default=16,
-                        help="cells are costed inside the scoring skeleton of this width")
-    parser.add_argument("--skeleton-cells", type=_positive_int, default=5,
+    parser.add_argument("--skeleton-channels", type=bounded_int(1, MAX_SKELETON_CHANNELS),
+                        default=16, help="cells are costed inside the scoring skeleton of this "
+                                         "width")
+    parser.add_argument("--skeleton-cells", type=bounded_int(1, MAX_SKELETON_CELLS), default=5,
                         help="cells per skeleton stage")
 
 
@@ -107,7 +102,7 @@ def run_describe(args: argparse.Namespace) -> int:
     for line_no, text in genotype_lines(args.genotype):
         try:
             genotype = parse_genotype(text)
-            cost = genotype_cost(genotype, task, skeleton)
+            cost = _cost(genotype, task, skeleton)
         except HgnasError as err:
             where = f"line {line_no}: " if args.genotype == "-" else ""
             print(f"hgnas: error: {where}{err}", file=sys.stderr)
@@ -120,11 +115,27 @@ def run_describe(args: argparse.Namespace) -> int:
     return 2 if failures else 0
 
 
+def _cost(genotype: Genotype, task: TaskShape, skeleton: SkeletonSize) -> Cost:
+    try:
+        return genotype_cost(genotype, task, skeleton)
+    except RuntimeError as err:  # torch: a layer's output shrinks to nothing or shapes clash
+        detail = (str(err).splitlines() or ["shape error"])[0]
+        raise ConfigError(f"{_network_name(genotype, task, skeleton)} cannot be built for a "
+                          f"{task.input_size}x{task.input_size} input ({detail[:160]}); try "
+                          f"--input-size 32") from None
+
+
 def genotype_lines(source: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of the genotype `source`, or of each non-blank stdin line for "-".
+
+    Stdin is decoded line by line, bytes that are not UTF-8 becoming U+FFFD: such a line then
+    fails to parse on its own instead of ending the stream."""
     if source != "-":
         yield 1, source
         return
-    for line_no, line in enumerate(sys.stdin, start=1):
+    binary = getattr(sys.stdin, "buffer", None)  # absent when a test replaces stdin with text
+    lines = (raw.decode("utf-8", "replace") for raw in binary) if binary else sys.stdin
+    for line_no, line in enumerate(lines, start=1):
         if line.strip():
             yield line_no, line
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,12 +196,40 @@ def _check_node(vocab: OpVocabulary, node: int, op: str, kernel: int) -> None:
         raise GenotypeError(f"node {node} ({op}) has kernel {kernel}; allowed: {list(allowed)}")
 
 
-def _loads(text: str) -> Any:
+MAX_JSON_DEPTH = 8  # a macro genotype nests 5 deep ({stages: [{cell: {edges: [[i, j]]}}]})
+
+
+def _loads(text: str, hint: str = "") -> Any:
+    """Parse a JSON genotype; anything that is not one (bad syntax, nesting deeper than any
+    genotype, a number past Python's digit limit) is a `GenotypeError`, never another error."""
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise GenotypeError(f"malformed JSON genotype {text[:80]!r}: {err.msg} at column "
-                            f"{err.colno}") from None
+        raise GenotypeError(f"malformed JSON genotype {text[:60]!r}: {err.msg} at column "
+                            f"{err.colno}{hint}") from None
+    except RecursionError:
+        raise GenotypeError(f"JSON genotype {text[:20]!r}... nests deeper than any genotype "
+                            f"(at most {MAX_JSON_DEPTH} levels)") from None
+    except ValueError:  # json's only other failure: an integer past Python's digit limit
+        raise GenotypeError(f"JSON genotype {text[:20]!r}... holds a number of more than "
+                            f"{sys.get_int_max_str_digits()} digits") from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise GenotypeError(f"JSON genotype {text[:20]!r}... nests deeper than any genotype "
+                            f"(at most {MAX_JSON_DEPTH} levels)")
+    return data
+
+
+def _depth(data: Any) -> int:
+    """Nesting depth of lists and objects, without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (list, dict)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:  # deeper is refused anyway: stop walking
+                stack.extend((v, depth + 1) for v in
+                             (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def canonical_order(cell: CellGenotype) -> tuple[int, ...]:

@@ -6,13 +6,12 @@ prints them), NAS-Bench-201 cells as their standard arch string (or {"space": "n
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
 from hgnas_ray.errors import GenotypeError, unknown_name
-from hgnas_ray.space.cell import CellGenotype
+from hgnas_ray.space.cell import CellGenotype, _loads
 from hgnas_ray.space.cell_sampling import mutate_cell, sample_cell
 from hgnas_ray.space.macro import MacroGenotype, mutate_macro, sample_macro
 from hgnas_ray.space.nb201 import Nb201Genotype, mutate_nb201, sample_nb201, to_node_form
@@ -44,12 +43,8 @@ def parse_genotype(text: str) -> Genotype:
         raise GenotypeError("empty genotype line")
     if text.startswith("|"):
         return Nb201Genotype.from_string(text)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise GenotypeError(f"malformed genotype {text[:60]!r}: not JSON ({err.msg} at column "
-                            f"{err.colno}) and not a NAS-Bench-201 string") from None
-    return genotype_from_dict(data)
+    return genotype_from_dict(_loads(text, hint="; the line is not JSON and not a NAS-Bench-201 "
+                                                "string ('|op~0|+...')"))
 
 
 def format_genotype(genotype: Genotype) -> str:
