@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -266,7 +267,9 @@ def test_cli_build_and_check(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, message", [
     (["--proxies", "snip_snr,bogus"], "unknown proxy 'bogus'; valid names: grad_norm"),
-    (["--batch-size", "1"], "batch-size must be >= 2"),
+    (["--batch-size", "1"], "--batch-size must be an integer in [2, 1024]"),
+    (["--skeleton-channels", "-8"], "--skeleton-channels must be an integer in [1, 256]"),
+    (["--skeleton-cells", "99999999"], "--skeleton-cells must be an integer in [1, 6]"),
 ])
 def test_cli_score_rejects_bad_options_before_starting_ray(corpus, capsys, extra, message):
     assert main(["corpus", "score", "--corpus", str(corpus), "--task", "digits", *extra]) == 2
@@ -274,6 +277,39 @@ def test_cli_score_rejects_bad_options_before_starting_ray(corpus, capsys, extra
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_scoring_config_checks_its_values():
+    with pytest.raises(ConfigError, match=r"skeleton_channels must be an integer in \[1, 256\]"):
+        ScoringConfig(("params",), skeleton_channels=0).validate()
+    with pytest.raises(ConfigError, match="--device must be cpu, cuda or cuda:N"):
+        ScoringConfig(("params",), device="foo").validate()
+    assert ScoringConfig(("params",), device="cuda").validate().device == "cuda"  # a worker's
+
+
+def test_cli_score_uses_the_named_network(corpus):
+    from hgnas_ray.cli import build_parser
+    from hgnas_ray.cli.corpus import scoring_config
+
+    def config(*extra):
+        return scoring_config(build_parser().parse_args(
+            ["corpus", "score", "--corpus", str(corpus), "--task", "digits", *extra]))
+
+    full, reduced = config(), config("--network", "reduced", "--skeleton-channels", "4")
+    assert (full.skeleton_channels, full.skeleton_cells, full.batch_size) == (16, 5, 64)
+    assert (reduced.skeleton_channels, reduced.skeleton_cells, reduced.batch_size) == (4, 1, 32)
+
+
 def test_cli_score_on_an_empty_corpus(tmp_path, capsys):
     assert main(["corpus", "score", "--corpus", str(tmp_path), "--task", "digits"]) == 2
     assert "empty corpus: no cells/part-*.parquet" in capsys.readouterr().err
+
+
+def test_scoring_json_names_the_network_and_every_device(tmp_path, corpus):
+    config = ScoringConfig(("params",), skeleton_channels=8, skeleton_cells=1, batch_size=32)
+    plan_scoring(corpus, tmp_path, config)
+    plan_scoring(corpus, tmp_path, replace(config, device="cuda:1"))  # a resume on a GPU
+    scoring = json.loads((tmp_path / "scoring.json").read_text())
+    assert {k: scoring["network"][k] for k in ("channels", "cells_per_stage",
+                                               "probe_batch_size")} == {
+        "channels": 8, "cells_per_stage": 1, "probe_batch_size": 32}
+    assert "benchmark's network" in scoring["network"]["costs"]
+    assert scoring["devices"] == ["cpu", "cuda"]

@@ -60,6 +60,90 @@ def test_unknown_proxy_lists_the_valid_names(capsys, monkeypatch):
     assert "'flopz'" in err and "synflow" in err and "zico" in err
 
 
+NB201_ARCH = ("|nor_conv_1x1~0|+|skip_connect~0|skip_connect~1|+|none~0|nor_conv_1x1~1|"
+              "nor_conv_1x1~2|")
+
+
+def test_each_record_names_the_network_and_nb201_costs_are_the_benchmarks(capsys, monkeypatch):
+    """Regression (issue 12): `score --space nb201` scored a reduced network without saying so
+    and reported its params; now the reduced network is asked for by name (--network reduced),
+    the record names it, and params/macs are those of the benchmark's network."""
+    from hgnas_ray.evaluation import NB201_BENCHMARK
+    from hgnas_ray.nn.builder import TaskShape, genotype_cost
+    from hgnas_ray.space import Nb201Genotype
+
+    code, out, _ = run(["score", "--space", "nb201", "--proxies", "params,snip", "--task",
+                        "digits", "--network", "reduced", "--device", "cpu", NB201_ARCH],
+                       capsys, monkeypatch)
+    record = json.loads(out)
+    digits = TaskShape(num_classes=10, input_size=8, in_channels=1)
+    benchmark = genotype_cost(Nb201Genotype.from_string(NB201_ARCH), digits, NB201_BENCHMARK)
+    assert code == 0 and (record["params"], record["macs"]) == (benchmark.params, benchmark.macs)
+    assert (record["network_channels"], record["network_cells_per_stage"],
+            record["probe_batch_size"], record["device"]) == (8, 1, 32, "cpu")
+
+
+def test_the_default_network_is_the_full_one(capsys, monkeypatch):
+    line = format_genotype(sample_genotype("cell", np.random.default_rng(0)))
+    code, out, _ = run(["score", "--space", "cell", "--proxies", "params", "--task", "digits",
+                        "--device", "cpu", line], capsys, monkeypatch)
+    record = json.loads(out)
+    assert code == 0 and (record["network_channels"], record["network_cells_per_stage"],
+                          record["probe_batch_size"]) == (16, 5, 64)
+
+
+def test_help_names_the_network_choice(capsys):
+    code, out, _ = run_cli(["score", "--help"], capsys)
+    text = " ".join(out.split())
+    assert code == 0
+    assert "--network {full,reduced}" in text and "full (default)" in text
+    assert "benchmark's network (16 channels, 5 cells per stage)" in text
+    assert "its cost is that of the scoring skeleton" in text
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--skeleton-channels", "-8"], "--skeleton-channels must be an integer in [1, 256]"),
+    (["--skeleton-channels", "999999999"], "--skeleton-channels must be an integer"),
+    (["--skeleton-cells", "99999999"], "--skeleton-cells must be an integer in [1, 6]"),
+    (["--skeleton-cells", "0"], "--skeleton-cells must be an integer in [1, 6]"),
+    (["--batch-size", "1"], "--batch-size must be an integer in [2, 1024]"),
+    (["--batch-size", "0"], "--batch-size must be an integer in [2, 1024]"),
+    (["--device", "foo"], "--device must be cpu, cuda or cuda:N; got 'foo'"),
+    (["--network", "tiny"], "argument --network: invalid choice: 'tiny'"),
+])
+def test_bad_network_values_and_devices_are_one_line_and_exit_2(extra, message, capsys,
+                                                                 monkeypatch):
+    """Regression (issue 12): --skeleton-channels -8 turned every cell into an error record
+    with nothing on stderr; --device cuda/foo gave a traceback."""
+    line = format_genotype(sample_genotype("cell", np.random.default_rng(0)))
+    code, out, err = run(["score", "--space", "cell", "--proxies", "params", *SMALL, *extra,
+                          line], capsys, monkeypatch)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert message in err
+
+
+def test_cuda_without_cuda_is_one_line_and_exit_2(capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = format_genotype(sample_genotype("cell", np.random.default_rng(0)))
+    code, out, err = run(["score", "--space", "cell", "--proxies", "params", *SMALL, "--device",
+                          "cuda", line], capsys, monkeypatch)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "--device cuda: CUDA is not available on this machine; use --device cpu" in err
+
+
+@pytest.mark.data
+def test_nb201_params_match_the_benchmark_and_describe(data_root, capsys, monkeypatch):
+    """The issue's example on CIFAR-10: 157,306 params, as `space describe` and the benchmark
+    say, whichever network the proxies ran on."""
+    argv = ["score", "--space", "nb201", "--proxies", "params", "--data", str(data_root),
+            "--network", "reduced", "--device", "cpu", NB201_ARCH]
+    record = json.loads(run(argv, capsys, monkeypatch)[1])
+    code, out, _ = run(["space", "describe", NB201_ARCH, "--json"], capsys, monkeypatch)
+    assert record["params"] == json.loads(out)["params"] == 157_306
+
+
 @pytest.mark.data
 def test_bench_proxies_on_three_reference_cells(nb201_dir, data_root, tmp_path, capsys,
                                                 monkeypatch):

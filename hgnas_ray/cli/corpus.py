@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from hgnas_ray.cli.options import check_out_dir, seed
+from hgnas_ray.cli.score import add_network_arguments, network_setup
 from hgnas_ray.corpus import (
     CORPUS_SPACES,
     DEFAULT_SHARD_SIZE,
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--n", type=int, default=None, help="number of distinct cells")
     build.add_argument("--all", action="store_true",
                        help="nb201: every distinct cell (also the default when --n >= 15625)")
-    build.add_argument("--seed", type=seed, default=0)
+    build.add_argument("--seed", type=int, default=0)
     build.add_argument("--out", required=True, help="corpus folder")
     build.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
     build.add_argument("--no-progress", action="store_true")
@@ -51,7 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     score = commands.add_parser(
         "score", help="zero-cost proxies of every corpus cell, on Ray Data",
         description="Scores each cell shard into OUT/part-NNNNN.parquet (default OUT: "
-                    "CORPUS/scores). Shards already scored are skipped, so a killed run resumes.")
+                    "CORPUS/scores), each written as soon as its cells are scored; shards "
+                    "already scored are skipped, so a killed run resumes. OUT/scoring.json "
+                    "names the settings and the network the proxies ran on (--network). The "
+                    "params column is the cost of the network a cell names: for nb201 the "
+                    "benchmark's network, for a cell of the general space the scoring skeleton.")
     add_score_arguments(score)
     score.set_defaults(run=run_score)
 
@@ -68,12 +72,7 @@ def add_score_arguments(parser: argparse.ArgumentParser, corpus_required: bool =
                         help=f"comma-separated (default {DEFAULT_PROXIES})")
     parser.add_argument("--data", default=None, help="data root (default: HGNAS_DATA)")
     parser.add_argument("--task", default="cifar10", help="task name or dataset path")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="probe images per batch (default: 64 with GPUs, else 32)")
-    parser.add_argument("--skeleton-channels", type=int, default=None,
-                        help="default: 16 with GPUs, else 8")
-    parser.add_argument("--skeleton-cells", type=int, default=None,
-                        help="cells per skeleton stage (default: 5 with GPUs, else 1)")
+    add_network_arguments(parser)  # --network full|reduced, as `hgnas score`
     parser.add_argument("--class-balanced", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=1, help="scoring workers (actors)")
@@ -95,7 +94,7 @@ def run_build(args: argparse.Namespace) -> int:
     if args.n is None and not args.all:
         raise ConfigError("pass --n N (distinct cells) or, for --space nb201, --all")
     spec = CorpusSpec(args.space, args.n or 0, args.seed, args.shard_size, args.all)
-    report = build_corpus(check_out_dir(args.out), spec, progress=not args.no_progress)
+    report = build_corpus(args.out, spec, progress=not args.no_progress)
     rate = (f"; sampling {report.sampling_seconds:.1f} s = {report.cells_per_second:.0f} "
             "cells/s" if report.sampling_seconds > 0 else "")
     print(f"{report.rows} distinct cells ({args.space} space) in {args.out} "
@@ -106,10 +105,9 @@ def run_build(args: argparse.Namespace) -> int:
 def scoring_config(args: argparse.Namespace) -> ScoringConfig:
     """The validated scoring config of the parsed options (paths made absolute for workers)."""
     from hgnas_ray.data import resolve_data_root
-    from hgnas_ray.evaluation import default_setup
 
-    device = "cuda" if args.num_gpus > 0 else "cpu"
-    setup = default_setup(device)
+    device = "cuda" if args.num_gpus > 0 else "cpu"  # the workers' GPUs, not the driver's
+    setup = network_setup(args)
     root = resolve_data_root(args.data)
     task = args.task
     if Path(task).expanduser().exists():
@@ -117,9 +115,8 @@ def scoring_config(args: argparse.Namespace) -> ScoringConfig:
     return ScoringConfig(
         proxies=tuple(p for p in args.proxies.split(",") if p), task=task,
         data_root=str(root.resolve()) if root is not None else None,
-        batch_size=args.batch_size or setup.batch_size,
-        skeleton_channels=args.skeleton_channels or setup.skeleton.channels,
-        skeleton_cells=args.skeleton_cells or setup.skeleton.cells_per_stage,
+        batch_size=setup.batch_size, skeleton_channels=setup.skeleton.channels,
+        skeleton_cells=setup.skeleton.cells_per_stage,
         class_balanced=args.class_balanced, seed=args.seed, device=device).validate()
 
 

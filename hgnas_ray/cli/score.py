@@ -9,48 +9,81 @@ import sys
 
 from hgnas_ray.cli.space import genotype_lines
 from hgnas_ray.errors import GenotypeError, HgnasError
-from hgnas_ray.evaluation import Evaluator, check_proxy_names, default_setup, load_probe
-from hgnas_ray.nn.builder import SkeletonSize
+from hgnas_ray.evaluation import (
+    NETWORK_SIZES,
+    Evaluator,
+    ScoringSetup,
+    check_device,
+    check_proxy_names,
+    load_probe,
+    scoring_setup,
+)
 from hgnas_ray.space import SPACES, CellGenotype, MacroGenotype, Nb201Genotype, parse_genotype
 
 SPACE_TYPES = {"cell": CellGenotype, "macro": MacroGenotype, "nb201": Nb201Genotype}
+
+
+NETWORK_HELP = (
+    "network the proxies run on. full (default): the network you asked about - for nb201 the "
+    "benchmark's network (16 channels, 5 cells per stage), for a cell the paper's scoring "
+    "skeleton (16 channels, 5 cells per stage) - with a probe batch of 64. reduced: 8 "
+    "channels, 1 cell per stage, batch 32; about 13x cheaper on a CPU, but a different network, "
+    "on which some proxies rank cells differently (on NAS-Bench-201, snip and grad_norm). "
+    "--skeleton-channels, --skeleton-cells and --batch-size override one value of it; a macro "
+    "genotype is its own network (only the batch size applies)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "score", help="zero-cost proxies of genotypes (one per line) on real images",
         description="Reads genotypes one per line (as `hgnas space sample` prints them) and "
-                    "prints one JSON line each: the genotype, then each proxy's value and status. "
-                    "Cells are scored inside the fixed skeleton (DESIGN 3); its default size is "
-                    "the paper's on a GPU (16 channels, 5 cells/stage, batch 64) and a CPU size "
-                    "elsewhere (8 channels, 1 cell/stage, batch 32).")
+                    "prints one JSON line each: the genotype, its params/macs/flops, the network "
+                    "the proxies ran on (network_channels, network_cells_per_stage, "
+                    "probe_batch_size, device), then each proxy's value and status. "
+                    "params and macs are those of the network the genotype names: for nb201 the "
+                    "benchmark's network, whatever --network; for a macro network itself; a "
+                    "bare cell has no network of its own, so its cost is that of the scoring "
+                    "skeleton it ran in (DESIGN 3).")
     parser.add_argument("genotypes", nargs="?", default="-",
                         help="a genotype, or - (default) to read one per line from stdin")
     parser.add_argument("--space", choices=SPACES, required=True)
     parser.add_argument("--proxies", required=True, help="comma-separated, e.g. snip_snr,nwot")
     parser.add_argument("--data", default=None, help="data root (default: HGNAS_DATA)")
     parser.add_argument("--task", default="cifar10", help="task name or dataset path")
-    parser.add_argument("--batch-size", type=int, default=None)
+    add_network_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skeleton-channels", type=int, default=None)
-    parser.add_argument("--skeleton-cells", type=int, default=None)
     parser.add_argument("--class-balanced", action="store_true")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda or cuda:N (default: cuda if this machine has a GPU, "
+                             "else cpu)")
     parser.set_defaults(run=run_score)
+
+
+def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    """--network and its overrides (shared with `hgnas corpus score`)."""
+    parser.add_argument("--network", choices=tuple(NETWORK_SIZES), default="full",
+                        help=NETWORK_HELP)
+    parser.add_argument("--skeleton-channels", type=int, default=None,
+                        help="width of the first stage (1..256; default: from --network)")
+    parser.add_argument("--skeleton-cells", type=int, default=None,
+                        help="cells per stage (1..6; default: from --network)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="probe images per batch (2..1024; default: from --network)")
+
+
+def network_setup(args: argparse.Namespace) -> ScoringSetup:
+    """The checked network size and probe batch of the parsed options."""
+    return scoring_setup(args.network, args.skeleton_channels, args.skeleton_cells,
+                         args.batch_size)
 
 
 def run_score(args: argparse.Namespace) -> int:
     proxies = check_proxy_names([p for p in args.proxies.split(",") if p])
-    setup = default_setup(args.device)
-    skeleton = SkeletonSize(args.skeleton_channels or setup.skeleton.channels,
-                            args.skeleton_cells or setup.skeleton.cells_per_stage)
-    batch_size = args.batch_size or setup.batch_size
-    if batch_size < 2:
-        raise HgnasError(f"--batch-size must be >= 2; got {batch_size}")
-    batches, task = load_probe(args.task, args.data, batch_size, 2, args.seed,
+    setup = network_setup(args)
+    device = check_device(args.device)
+    batches, task = load_probe(args.task, args.data, setup.batch_size, 2, args.seed,
                                args.class_balanced)
-    device = args.device or ("cuda" if setup.batch_size == 64 else "cpu")
-    scorer = Evaluator(proxies, batches, task, skeleton, args.seed, device)
+    scorer = Evaluator(proxies, batches, task, setup.skeleton, args.seed, device)
     failures = 0
     for line_no, text in genotype_lines(args.genotypes):
         try:

@@ -10,6 +10,11 @@ Output, one row per input cell, in ``<out>/part-NNNNN.parquet`` (same id as the 
 ``hash``, ``genotype`` (strings), per proxy ``<proxy>`` (float64, NaN unless its status is ok)
 and ``<proxy>_status`` ("ok" | "nonfinite" | "error"), ``status`` ("ok" | "partial" |
 "error"), ``error`` (empty when ok), ``seconds`` (float64, wall time of the cell).
+As in the evaluator's records, a ``params`` or ``macs`` column holds the cost of the network a
+cell names: for a NAS-Bench-201 cell the benchmark's network (16 channels, 5 cells per stage),
+whatever size it is scored in; for a cell of the general space the scoring skeleton.
+``<out>/scoring.json`` holds the settings (``ScoringConfig.result_key``), the network the
+proxies run on, and the kinds of device that scored into the folder.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from hgnas_ray.corpus.shards import (
     write_table_atomic,
 )
 from hgnas_ray.errors import ConfigError, DataError
-from hgnas_ray.evaluation import check_proxy_names
+from hgnas_ray.evaluation import ScoringSetup, check_device, check_proxy_names, check_setup
+from hgnas_ray.nn.builder import SkeletonSize
 
 SCORES_DIR = "scores"
 SCORING_FILE = "scoring.json"
@@ -60,14 +66,25 @@ class ScoringConfig:
 
     def validate(self) -> ScoringConfig:
         object.__setattr__(self, "proxies", check_proxy_names(tuple(self.proxies)))
-        for name in ("batch_size", "probe_batches", "skeleton_channels", "skeleton_cells"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= 1; got "
-                                  f"{getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ConfigError(f"batch-size must be >= 2 (gradient proxies split it); got "
-                              f"{self.batch_size}")
+        check_setup(self.setup(), ("skeleton_channels", "skeleton_cells", "batch_size"))
+        if isinstance(self.probe_batches, bool) or not isinstance(self.probe_batches, int) \
+                or self.probe_batches < 1:
+            raise ConfigError(f"probe_batches must be an integer >= 1; got "
+                              f"{self.probe_batches!r}")
+        check_device(self.device, require_local=False)
         return self
+
+    def setup(self) -> ScoringSetup:
+        return ScoringSetup(SkeletonSize(self.skeleton_channels, self.skeleton_cells),
+                            self.batch_size)
+
+    def network(self) -> dict[str, Any]:
+        """The network the proxies run on, as scoring.json names it (cf. the evaluator's
+        `network_*` record keys)."""
+        return {"channels": self.skeleton_channels, "cells_per_stage": self.skeleton_cells,
+                "probe_batch_size": self.batch_size,
+                "costs": "params/macs: nb201 cells -> the benchmark's network (16 channels, 5 "
+                         "cells per stage); cells of the general space -> this skeleton"}
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "proxies": list(self.proxies)}
@@ -117,14 +134,12 @@ class CorpusScorer:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         from hgnas_ray.evaluation import Evaluator, load_probe
-        from hgnas_ray.nn.builder import SkeletonSize
 
         self.config = ScoringConfig.from_dict(config)
         cfg = self.config
         batches, task = load_probe(cfg.task, cfg.data_root, cfg.batch_size, cfg.probe_batches,
                                    cfg.seed, cfg.class_balanced)
-        self.evaluator = Evaluator(cfg.proxies, batches, task,
-                                   SkeletonSize(cfg.skeleton_channels, cfg.skeleton_cells),
+        self.evaluator = Evaluator(cfg.proxies, batches, task, cfg.setup().skeleton,
                                    seed=cfg.seed, device=cfg.device)
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -239,14 +254,21 @@ def scored_shards(out_dir: str | Path) -> list[Path]:
 
 
 def _claim_out_dir(out_dir: Path, corpus_dir: str | Path, config: ScoringConfig) -> None:
-    """Record the scoring settings in ``out_dir``; refuse to mix scores of other settings."""
+    """Record the scoring settings in ``out_dir``; refuse to mix scores of other settings.
+
+    ``scoring.json`` also names the network the proxies run on and every kind of device that
+    scored into the folder (the settings leave the device out: a run may resume elsewhere)."""
     path = out_dir / SCORING_FILE
-    key = config.result_key()
+    key, kind = config.result_key(), config.device.split(":")[0]
     if path.is_file():
         existing = read_json(path, "scoring settings")
         if existing.get("settings") != key:
             raise ConfigError(f"{out_dir} holds scores computed with {existing.get('settings')}, "
                               f"not {key}; pass another --out to score with new settings")
+        devices = existing.get("devices")
+        if isinstance(devices, list) and kind not in devices:
+            write_json_atomic({**existing, "devices": [*devices, kind]}, path)
         return
     write_json_atomic({"corpus": str(Path(corpus_dir).resolve()), "settings": key,
+                       "network": config.network(), "devices": [kind],
                        "columns": score_schema(config.proxies).names}, path)
