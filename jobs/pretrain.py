@@ -18,9 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hgnas_ray.cli import OneLineParser, run_reporting_errors
 from hgnas_ray.cli.generate import add_pretrain_arguments, run_pretrain
 from hgnas_ray.cli.log import configure_logging
-from hgnas_ray.errors import HgnasError
 
 SMOKE_CELLS, SMOKE_SHARD, SMOKE_SAMPLES = 60, 32, 5
 SMOKE_MODEL = {"hidden": 16, "gvae_layers": 2, "latent": 8, "decoder_hidden": 32,
@@ -29,7 +29,7 @@ SMOKE_MODEL = {"hidden": 16, "gvae_layers": 2, "latent": 8, "decoder_hidden": 32
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="pretrain.py", description=__doc__.splitlines()[0])
     add_pretrain_arguments(parser, corpus_required=False)
     parser.add_argument("--smoke-test", action="store_true",
                         help=f"{SMOKE_CELLS} cells with synthetic ZC scores (in a temporary "
@@ -42,15 +42,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging()
-    try:
-        if not args.smoke_test:
-            return run_pretrain(args)
-        with tempfile.TemporaryDirectory(prefix="hgnas_smoke_") as tmp:
-            return _smoke_test(args, Path(tmp))
-    except HgnasError as err:
-        print(f"pretrain: error: {err}", file=sys.stderr)
-        return 2
+    configure_logging(verbose=args.verbose)
+    return run_reporting_errors("pretrain.py", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not args.smoke_test:
+        return run_pretrain(args)
+    with tempfile.TemporaryDirectory(prefix="hgnas_smoke_") as tmp:
+        return _smoke_test(args, Path(tmp))
 
 
 def _smoke_test(args: argparse.Namespace, tmp: Path) -> int:

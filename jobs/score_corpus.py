@@ -17,16 +17,16 @@ import argparse
 import sys
 import tempfile
 
+from hgnas_ray.cli import OneLineParser, run_reporting_errors
 from hgnas_ray.cli.corpus import add_score_arguments, run_score
 from hgnas_ray.cli.log import configure_logging
 from hgnas_ray.corpus import CorpusSpec, build_corpus
-from hgnas_ray.errors import HgnasError
 
 SMOKE_CELLS, SMOKE_SHARD = 24, 8
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="score_corpus.py", description=__doc__.splitlines()[0])
     add_score_arguments(parser, corpus_required=False)
     parser.add_argument("--smoke-test", action="store_true",
                         help=f"{SMOKE_CELLS} cells (built in a temporary folder unless --corpus "
@@ -39,15 +39,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging()
-    try:
-        if not args.smoke_test:
-            return run_score(args)
-        with tempfile.TemporaryDirectory(prefix="hgnas_smoke_") as tmp:
-            return _smoke_test(args, tmp)
-    except HgnasError as err:
-        print(f"score_corpus: error: {err}", file=sys.stderr)
-        return 2
+    configure_logging(verbose=args.verbose)
+    return run_reporting_errors("score_corpus.py", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not args.smoke_test:
+        return run_score(args)
+    with tempfile.TemporaryDirectory(prefix="hgnas_smoke_") as tmp:
+        return _smoke_test(args, tmp)
 
 
 def _smoke_test(args: argparse.Namespace, tmp: str) -> int:

@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
+from hgnas_ray.cli import OneLineParser, run_reporting_errors
 from hgnas_ray.cli.log import configure_logging
 from hgnas_ray.config import load_config
-from hgnas_ray.errors import HgnasError
 from hgnas_ray.search.config import SearchConfig
 from hgnas_ray.search.job import format_ranking, run_search_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="search.py", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML config (see jobs/configs/demo.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set sample.num_candidates=8")
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help="data root holding the task's folder (overrides data.root; "
+                             "default: HGNAS_DATA)")
     parser.add_argument("--smoke-test", action="store_true",
                         help="4 candidates, small probe batch: a quick end-to-end check")
     return parser.parse_args(argv)
@@ -32,16 +36,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging()
+    configure_logging(verbose=args.verbose)
+    return run_reporting_errors("search.py", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.smoke_test:
         overrides += ["sample.num_candidates=4", "data.probe_size=16"]
-    try:
-        config = load_config(SearchConfig, args.config, overrides)
-        ranking = run_search_job(config, _evaluate_on_ray(config))
-    except HgnasError as err:
-        print(f"search: error: {err}", file=sys.stderr)
-        return 2
+    config = load_config(SearchConfig, args.config, overrides)
+    if args.data is not None:
+        config = replace(config, data=replace(config.data, root=args.data))
+    ranking = run_search_job(config, _evaluate_on_ray(config))
     print(format_ranking(ranking, config.sample.rank_by))
     return 0
 

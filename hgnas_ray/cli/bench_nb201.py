@@ -60,8 +60,6 @@ def register_nb201(commands: argparse._SubParsersAction) -> None:
     nb.add_argument("--import-scores", default=None, metavar="CORPUS",
                     help="first fill the cache from a corpus scored with the same settings by "
                          "`hgnas corpus score` (Ray Data)")
-    nb.add_argument("--verbose", action="store_true",
-                    help="also show the generator's per-epoch pretraining lines")
     nb.set_defaults(run=run_nb201)
 
 

@@ -2,6 +2,13 @@
 
 Modules log through `logging.getLogger(__name__)` (all under "hgnas_ray") and configure
 nothing; an entry point calls `configure_logging` once.
+
+`--verbose` (every entry point) is `configure_logging(verbose=True)`: the package then logs at
+DEBUG, and the libraries' own chatter is shown too. Without it, that chatter is hidden: the
+FutureWarnings that torch, torch_geometric, torchvision and Ray print about their own internals
+(e.g. torch_geometric's `torch.jit.script` deprecation at import), and, when Ray starts,
+Ray's INFO/WARNING lines, its workers' output and Ray Data's INFO lines
+(`hgnas_ray.distributed.runtime.init_ray` reads the package logger's level: DEBUG means verbose).
 """
 
 from __future__ import annotations
@@ -9,9 +16,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import warnings
 from collections.abc import Iterator
 
 PACKAGE_LOGGER = "hgnas_ray"
+# modules whose FutureWarnings are about their own internals, not anything a user passed
+LIBRARY_MODULES = r"(torch|torch_geometric|torchvision|ray)(\.|$)"
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -29,14 +39,17 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Show the package's messages at `level` and above as plain lines ("%(message)s") on stderr.
+def configure_logging(level: int = logging.INFO, verbose: bool = False) -> None:
+    """Show the package's messages at `level` and above as plain lines ("%(message)s") on stderr;
+    `verbose`: at DEBUG, with the libraries' chatter (module docstring), else without it.
 
     Idempotent: one handler on the "hgnas_ray" logger however often it is called. Messages still
     propagate (to pytest's caplog, or to a handler the caller puts on the root logger).
     """
     package = logging.getLogger(PACKAGE_LOGGER)
-    package.setLevel(level)
+    package.setLevel(logging.DEBUG if verbose else level)
+    if not verbose:
+        warnings.filterwarnings("ignore", category=FutureWarning, module=LIBRARY_MODULES)
     if not any(isinstance(h, _StderrHandler) for h in package.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

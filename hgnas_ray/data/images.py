@@ -57,7 +57,10 @@ class ImageDecoder:
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             if not self.skip_corrupt:
                 raise DataError(f"cannot decode image {name}: {exc}; replace or delete the file, "
-                                "or pass skip_corrupt=True to skip unreadable images") from exc
+                                "or write a copy without unreadable images with `hgnas "
+                                "prepare-data <task or folder> --skip-corrupt` (Python: "
+                                "skip_corrupt=True): a CIFAR task then loads from that copy, "
+                                "other data by passing the .npz it writes as the task") from exc
             self.skipped.append(name)
             return None
 
