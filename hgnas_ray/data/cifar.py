@@ -5,8 +5,10 @@ Search order for split ``s`` of task ``t`` (data root R from ``--data``/``root=`
 1. the prepared cache ``C/t/s.npz`` (written by ``prepare_data``; loads in about a second);
 2. an ImageFolder tree ``R/t/s/<class>/`` or ``R/s/<class>/``;
 3. JPEG tarballs ``R/t/t_s_jpg.tar.gz`` or ``R/t_s_jpg.tar.gz`` (streamed; a few seconds);
-4. torchvision's pickled batches in ``R``, ``R/t`` or ``C/torchvision``;
-5. a torchvision download into ``C/torchvision``, only with ``download=True``.
+4. the "python version" batches (``cifar-10-batches-py/``) in ``R``, ``R/t`` or
+   ``C/torchvision``, read without running pickle code (``hgnas_ray.data.cifar_batches``);
+5. a torchvision download into ``C/torchvision`` (its archive checked against torchvision's
+   MD5), only with ``download=True``, then read as in 4.
 Normalisation uses the published statistics of the original dataset for every source.
 """
 
@@ -15,9 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from hgnas_ray.data.arrays import ArrayDataset, make_info
+from hgnas_ray.data.cifar_batches import (
+    CIFAR10_LAYOUT,
+    CIFAR100_LAYOUT,
+    BatchLayout,
+    read_cifar_batches,
+)
 from hgnas_ray.data.images import ImageArrays, read_image_tree, read_tarball_samples, stack_samples
 from hgnas_ray.data.locations import (
     CACHE_ENV,
@@ -34,15 +40,15 @@ from hgnas_ray.errors import ConfigError, DataError
 class CifarSpec:
     name: str
     num_classes: int
-    torchvision_class: str   # attribute of torchvision.datasets
-    torchvision_folder: str  # the folder torchvision unpacks its pickles into
+    torchvision_class: str   # attribute of torchvision.datasets (the download)
+    batches: BatchLayout     # the python-version batches the download unpacks
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
 
-CIFAR10 = CifarSpec("cifar10", 10, "CIFAR10", "cifar-10-batches-py",
+CIFAR10 = CifarSpec("cifar10", 10, "CIFAR10", CIFAR10_LAYOUT,
                     (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-CIFAR100 = CifarSpec("cifar100", 100, "CIFAR100", "cifar-100-python",
+CIFAR100 = CifarSpec("cifar100", 100, "CIFAR100", CIFAR100_LAYOUT,
                      (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 CIFAR_SPLITS = ("train", "test")
 
@@ -63,7 +69,7 @@ def candidate_sources(spec: CifarSpec, split: str, root: str | Path | None,
 
 def source_exists(spec: CifarSpec, kind: str, path: Path) -> bool:
     if kind == "torchvision":
-        return (path / spec.torchvision_folder).is_dir()
+        return (path / spec.batches.folder).is_dir()
     return path.is_dir() if kind == "tree" else path.is_file()
 
 
@@ -78,7 +84,8 @@ def load_cifar(spec: CifarSpec, split: str, root: str | Path | None, download: b
             return _from_source(spec, kind, path, split, progress)
     if download:
         target = resolve_cache_dir(cache_dir) / "torchvision"
-        return _to_dataset(spec, read_torchvision(spec, target, split, download=True))
+        download_cifar(spec, target)
+        return _to_dataset(spec, read_batches(spec, target, split))
     raise _not_found(spec, split, candidates)
 
 
@@ -93,7 +100,7 @@ def _from_source(spec: CifarSpec, kind: str, path: Path, split: str,
         samples = read_tarball_samples(path, [split], progress=progress).get(split, [])
         arrays = stack_samples(samples, f"{path} (split {split!r})")
     else:
-        arrays = read_torchvision(spec, path, split, download=False)
+        arrays = read_batches(spec, path, split)
     return _check_classes(spec, _to_dataset(spec, arrays), path)
 
 
@@ -110,21 +117,27 @@ def _check_classes(spec: CifarSpec, dataset: ArrayDataset, path: Path) -> ArrayD
     return dataset
 
 
-def read_torchvision(spec: CifarSpec, root: Path, split: str, download: bool) -> ImageArrays:
-    """Read (and, with ``download``, fetch) torchvision's pickled batches under ``root``."""
-    import torchvision.datasets  # deferred: slow import, only needed for this source
+def read_batches(spec: CifarSpec, root: Path, split: str) -> ImageArrays:
+    """Read the python-version batches under ``root`` (no pickle code runs)."""
+    return read_cifar_batches(root / spec.batches.folder, spec.batches, split, spec.num_classes)
 
-    dataset_class = getattr(torchvision.datasets, spec.torchvision_class)
+
+def download_cifar(spec: CifarSpec, root: Path) -> None:
+    """Fetch and unpack torchvision's archive of ``spec`` into ``root`` unless it is there."""
+    import torchvision.datasets  # deferred: slow import, only needed for a download
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    if (root / spec.batches.folder).is_dir():
+        return
+    source = getattr(torchvision.datasets, spec.torchvision_class)
     try:
-        dataset = dataset_class(root=str(root), train=split == "train", download=download)
+        download_and_extract_archive(source.url, str(root), filename=source.filename,
+                                     md5=source.tgz_md5)
     except (RuntimeError, OSError, ValueError) as exc:
         detail = (str(exc).splitlines() or [type(exc).__name__])[0]
-        action = "download" if download else "read"
-        raise DataError(f"could not {action} {spec.name} in {root}: {detail}; offline? point "
+        raise DataError(f"could not download {spec.name} into {root}: {detail}; offline? point "
                         f"{DATA_ENV} (or --data) at a local copy, or run `hgnas prepare-data` "
                         "on one") from exc
-    labels = np.asarray(dataset.targets, dtype=np.int64)
-    return ImageArrays(np.asarray(dataset.data, dtype=np.uint8), labels, tuple(dataset.classes))
 
 
 def _not_found(spec: CifarSpec, split: str, candidates: list[tuple[str, Path]]) -> DataError:
