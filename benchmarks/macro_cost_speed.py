@@ -14,6 +14,7 @@ prefix a stage-by-stage decoder writes.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -35,10 +36,13 @@ from hgnas_ray.space import MacroGenotype, sample_macro
 TASKS = {"cifar10-32px": TaskShape(10, 32, 3), "imagenet-224px": TaskShape(1000, 224, 3)}
 
 
-def _per_network_us(fn, genotypes: list[MacroGenotype]) -> tuple[float, list]:
-    start = time.perf_counter()
+def _per_network_us(fn, genotypes: list[MacroGenotype]) -> tuple[float, float, list]:
+    """Mean wall-clock and CPU (this process) microseconds per call, and the results: on a
+    shared machine the CPU time is the steadier of the two."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     results = [fn(g) for g in genotypes]
-    return (time.perf_counter() - start) / len(genotypes) * 1e6, results
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return wall / len(genotypes) * 1e6, cpu / len(genotypes) * 1e6, results
 
 
 def _prefixes(genotype: MacroGenotype) -> list[PartialMacro]:
@@ -79,10 +83,10 @@ def bench_task(name: str, task: TaskShape, genotypes: list[MacroGenotype],
                unseen: list[MacroGenotype]) -> float:
     warm_up = sample_macro(np.random.default_rng(2**31))  # torch's first meta trace is slow
     network_cost(lambda: build_network(warm_up, task), task.input_shape)
-    traced_us, traced = _per_network_us(
+    traced_us, traced_cpu, traced = _per_network_us(
         lambda g: network_cost(lambda: build_network(g, task), task.input_shape), genotypes)
-    cold_us, cold = _per_network_us(lambda g: macro_cost(g, task), genotypes)
-    warm_us, _ = _per_network_us(lambda g: macro_cost(g, task), genotypes)
+    cold_us, cold_cpu, cold = _per_network_us(lambda g: macro_cost(g, task), genotypes)
+    warm_us, warm_cpu, _ = _per_network_us(lambda g: macro_cost(g, task), genotypes)
     mismatches = sum(a != b for a, b in zip(traced, cold, strict=True))
     start = time.perf_counter()
     reachable_cost(task, _prefixes(genotypes[0])[0])  # builds this task's bound tables
@@ -90,9 +94,12 @@ def bench_task(name: str, task: TaskShape, genotypes: list[MacroGenotype],
     prefixes = [p for g in unseen for p in _prefixes(g)]  # cells no earlier pass has seen
     us = _cold_and_warm_us(task, prefixes)
     print(f"{name}: {len(genotypes)} networks, {mismatches} mismatches")
-    print(f"  traced   {traced_us:10.1f} us/network")
-    print(f"  analytic {cold_us:10.1f} us/network (new cells)  -> {traced_us / cold_us:7.0f}x")
-    print(f"  analytic {warm_us:10.1f} us/network (cells seen) -> {traced_us / warm_us:7.0f}x")
+    print("  per network, wall (CPU) microseconds, and speed-up over tracing by wall (CPU):")
+    print(f"    traced               {traced_us:10.1f} ({traced_cpu:10.1f})")
+    print(f"    analytic, new cells  {cold_us:10.1f} ({cold_cpu:10.1f})  "
+          f"{traced_us / cold_us:6.0f}x ({traced_cpu / cold_cpu:6.0f}x)")
+    print(f"    analytic, cells seen {warm_us:10.1f} ({warm_cpu:10.1f})  "
+          f"{traced_us / warm_us:6.0f}x ({traced_cpu / warm_cpu:6.0f}x)")
     print(f"  reachable_cost, {len(prefixes)} decoder prefixes of {len(unseen)} other networks; "
           f"bound tables {tables_ms:.0f} ms once per task")
     print(f"    all prefixes:      {us['cold']:6.0f} us/call first ask (new cells), "
@@ -110,7 +117,8 @@ def main() -> int:
     args = parser.parse_args()
     n = 5 if args.smoke_test else args.n
     print(f"python {platform.python_version()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} torch threads, {platform.machine()}")
+          f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at start")
     speedups = []
     for offset, (name, task) in enumerate(TASKS.items()):
         rng = np.random.default_rng(args.seed + offset)
