@@ -270,6 +270,7 @@ def test_cli_build_and_check(tmp_path, capsys):
     (["--batch-size", "1"], "--batch-size must be an integer in [2, 1024]"),
     (["--skeleton-channels", "-8"], "--skeleton-channels must be an integer in [1, 256]"),
     (["--skeleton-cells", "99999999"], "--skeleton-cells must be an integer in [1, 6]"),
+    (["--seed", "-1"], "--seed must be an integer in [0, "),
 ])
 def test_cli_score_rejects_bad_options_before_starting_ray(corpus, capsys, extra, message):
     assert main(["corpus", "score", "--corpus", str(corpus), "--task", "digits", *extra]) == 2

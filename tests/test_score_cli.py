@@ -110,6 +110,7 @@ def test_help_names_the_network_choice(capsys):
     (["--batch-size", "0"], "--batch-size must be an integer in [2, 1024]"),
     (["--device", "foo"], "--device must be cpu, cuda or cuda:N; got 'foo'"),
     (["--network", "tiny"], "argument --network: invalid choice: 'tiny'"),
+    (["--seed", "-1"], "--seed must be an integer in [0, 9223372036854775807]"),
 ])
 def test_bad_network_values_and_devices_are_one_line_and_exit_2(extra, message, capsys,
                                                                  monkeypatch):

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from hgnas_ray.cli.options import check_out_dir, seed
 from hgnas_ray.cli.score import add_network_arguments, network_setup
 from hgnas_ray.corpus import (
     CORPUS_SPACES,
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--n", type=int, default=None, help="number of distinct cells")
     build.add_argument("--all", action="store_true",
                        help="nb201: every distinct cell (also the default when --n >= 15625)")
-    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--seed", type=seed, default=0)
     build.add_argument("--out", required=True, help="corpus folder")
     build.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
     build.add_argument("--no-progress", action="store_true")
@@ -94,7 +95,7 @@ def run_build(args: argparse.Namespace) -> int:
     if args.n is None and not args.all:
         raise ConfigError("pass --n N (distinct cells) or, for --space nb201, --all")
     spec = CorpusSpec(args.space, args.n or 0, args.seed, args.shard_size, args.all)
-    report = build_corpus(args.out, spec, progress=not args.no_progress)
+    report = build_corpus(check_out_dir(args.out), spec, progress=not args.no_progress)
     rate = (f"; sampling {report.sampling_seconds:.1f} s = {report.cells_per_second:.0f} "
             "cells/s" if report.sampling_seconds > 0 else "")
     print(f"{report.rows} distinct cells ({args.space} space) in {args.out} "
@@ -105,9 +106,11 @@ def run_build(args: argparse.Namespace) -> int:
 def scoring_config(args: argparse.Namespace) -> ScoringConfig:
     """The validated scoring config of the parsed options (paths made absolute for workers)."""
     from hgnas_ray.data import resolve_data_root
+    from hgnas_ray.evaluation import check_seed
 
     device = "cuda" if args.num_gpus > 0 else "cpu"  # the workers' GPUs, not the driver's
     setup = network_setup(args)
+    check_seed(args.seed)
     root = resolve_data_root(args.data)
     task = args.task
     if Path(task).expanduser().exists():

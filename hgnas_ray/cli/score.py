@@ -15,6 +15,7 @@ from hgnas_ray.evaluation import (
     ScoringSetup,
     check_device,
     check_proxy_names,
+    check_seed,
     load_probe,
     scoring_setup,
 )
@@ -81,6 +82,7 @@ def run_score(args: argparse.Namespace) -> int:
     proxies = check_proxy_names([p for p in args.proxies.split(",") if p])
     setup = network_setup(args)
     device = check_device(args.device)
+    check_seed(args.seed)
     batches, task = load_probe(args.task, args.data, setup.batch_size, 2, args.seed,
                                args.class_balanced)
     scorer = Evaluator(proxies, batches, task, setup.skeleton, args.seed, device)

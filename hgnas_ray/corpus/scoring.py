@@ -41,7 +41,13 @@ from hgnas_ray.corpus.shards import (
     write_table_atomic,
 )
 from hgnas_ray.errors import ConfigError, DataError
-from hgnas_ray.evaluation import ScoringSetup, check_device, check_proxy_names, check_setup
+from hgnas_ray.evaluation import (
+    ScoringSetup,
+    check_device,
+    check_proxy_names,
+    check_seed,
+    check_setup,
+)
 from hgnas_ray.nn.builder import SkeletonSize
 
 SCORES_DIR = "scores"
@@ -72,6 +78,7 @@ class ScoringConfig:
             raise ConfigError(f"probe_batches must be an integer >= 1; got "
                               f"{self.probe_batches!r}")
         check_device(self.device, require_local=False)
+        check_seed(self.seed, "seed")
         return self
 
     def setup(self) -> ScoringSetup:

@@ -51,6 +51,7 @@ from typing import Any
 
 import torch
 
+from hgnas_ray.config import MAX_SEED
 from hgnas_ray.errors import ConfigError, HgnasError, unknown_name
 from hgnas_ray.nn.builder import SkeletonSize, TaskShape, build_network, genotype_cost
 from hgnas_ray.proxies import available_proxies, score
@@ -117,6 +118,11 @@ def check_setup(setup: ScoringSetup, names: Sequence[str] = CLI_OPTIONS) -> Scor
     _check_range(names[2], setup.batch_size, MIN_BATCH, MAX_BATCH,
                  "gradient proxies split a batch in two")
     return setup
+
+
+def check_seed(seed: int, name: str = "--seed") -> int:
+    _check_range(name, seed, 0, MAX_SEED, "numpy and torch seeds are non-negative")
+    return seed
 
 
 def _check_range(option: str, value: int, low: int, high: int, why: str) -> None:
