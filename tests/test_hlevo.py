@@ -5,6 +5,7 @@ closed form or an exact cost."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -276,3 +277,10 @@ def test_histories_of_a_two_setting_grid_resume_and_refuse_another_grid(tiny_art
     assert not (out / "runs").exists()
     with pytest.raises(ConfigError, match="another grid"):
         write_histories(out, settings[:1], artifact, config)
+    # more evaluations continue each search from its run store: the first 10 lines stay
+    (out / "runs_moved").rename(out / "runs")
+    write_histories(out, settings, artifact, replace(config, evaluations=14))
+    longer = read_histories(out)
+    assert len(longer) == 28
+    first = [r for r in longer if r["task"] == rows[0]["task"]][:10]
+    assert [r["genotype"] for r in first] == [r["genotype"] for r in rows[:10]]

@@ -10,8 +10,10 @@ finishes, ``<setting>.jsonl`` is written atomically with one line per evaluated 
      "genotype": <macro genotype>, "clusters": [cluster id per stage], "fitness": float | null,
      "params": int, "macs": int, "evaluation": int}
 
-A setting whose file exists is skipped. `run_settings` maps settings to a runner: in-process
-here, Ray tasks in `hgnas_ray.distributed.histories` (one task per setting).
+A setting whose file holds `evaluations` lines is skipped; with another count, its search
+continues (or is cut) from the run store and the file is written again. A `Runner` runs the
+settings: in this process (`run_in_process`), or as Ray tasks (`hgnas_ray.distributed.histories`,
+one task per setting).
 """
 
 from __future__ import annotations
@@ -107,6 +109,11 @@ class HistoryConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def identity(self) -> dict[str, Any]:
+        """What the histories depend on. Not `evaluations`: a re-run with another count
+        continues (or cuts) each search from its run store instead of starting again."""
+        return {k: v for k, v in self.to_dict().items() if k != "evaluations"}
+
 
 @dataclass
 class SettingJob:
@@ -140,7 +147,7 @@ def run_setting(job: SettingJob) -> str:
 
     setting, config = HistorySetting.from_dict(job.setting), HistoryConfig(**job.config)
     out = Path(job.out_dir) / f"{setting.name}{HISTORY_SUFFIX}"
-    if out.is_file():
+    if out.is_file() and _line_count(out) == config.evaluations:
         return str(out)
     seed = config.seed * 1_000 + job.index
     fitness = Fitness.parse(config.fitness)
@@ -154,7 +161,7 @@ def run_setting(job: SettingJob) -> str:
                                                          config.probe_batches, seed),
                           setting.task, seed=seed, device=config.device)
     store = RunStore(Path(job.out_dir) / RUNS_DIR / setting.name,
-                     {**setting.to_dict(), "config": config.to_dict(),
+                     {**setting.to_dict(), "config": config.identity(),
                       "cell_artifact": job.cell_artifact})
     records = run_search(strategy, serial_evaluate(evaluator), store, config.evaluations,
                          config.batch_size, on_progress=lambda p: log.info(
@@ -183,6 +190,10 @@ def _write_history(out: Path, setting: HistorySetting, strategy, space, records)
     tmp.replace(out)
 
 
+def _line_count(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if line.strip())
+
+
 Runner = Callable[[Sequence[SettingJob]], list[str]]
 
 
@@ -207,7 +218,7 @@ def write_histories(out_dir: str | Path, settings: Sequence[HistorySetting],
                           f"{ARTIFACT_FILE}); write one with `hgnas pretrain cells`")
     if not settings:
         raise ConfigError("no settings to write histories for")
-    meta = {"settings": [s.to_dict() for s in settings], "config": config.to_dict(),
+    meta = {"settings": [s.to_dict() for s in settings], "config": config.identity(),
             "cell_artifact": str(cell_artifact.resolve())}
     _check_grid(out_dir, meta)
     jobs = [SettingJob(s.to_dict(), config.to_dict(), str(cell_artifact.resolve()),
