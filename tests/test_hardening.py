@@ -398,3 +398,30 @@ def test_untrusted_cifar_batches_are_refused_and_never_run(content, tmp_path) ->
     if content != "wrong schema":  # that one unpickles fine; its shape is what is refused
         with pytest.raises(DataError, match="not a CIFAR batch file"):
             load_batch_file(batch)
+
+
+# ------------------------------------------------------------------ found by tests/test_fuzz_cli.py
+@pytest.mark.parametrize("damage", ["sha256 key", "shards key", "shard entry", "outside path",
+                                    "rows"])
+def test_corpus_build_repairs_a_damaged_manifest(damage, tmp_path, capsys) -> None:
+    import json
+
+    argv = ["corpus", "build", "--space", "cell", "--n", "12", "--shard-size", "5", "--out",
+            str(tmp_path / "c"), "--no-progress"]
+    assert run(cli.main, argv, capsys)[0] == 0
+    manifest_path = tmp_path / "c" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    if damage == "sha256 key":
+        manifest["shards"][1]["sha257"] = manifest["shards"][1].pop("sha256")
+    elif damage == "shards key":
+        manifest["shardz"] = manifest.pop("shards")
+    elif damage == "shard entry":
+        manifest["shards"][0] = "cells/part-00000.parquet"
+    elif damage == "outside path":
+        manifest["shards"][0]["file"] = "../elsewhere.parquet"
+    else:
+        manifest["rows"] = "12"
+    manifest_path.write_text(json.dumps(manifest))
+    code, _, err = run(cli.main, argv, capsys)
+    assert code == 0 and "Traceback" not in err
+    assert run(cli.main, ["corpus", "check", "--corpus", str(tmp_path / "c")], capsys)[0] == 0

@@ -224,11 +224,19 @@ def _open_manifest(out_dir: Path, spec: CorpusSpec) -> dict[str, Any]:
 
 
 def _is_complete(out_dir: Path, manifest: dict[str, Any]) -> bool:
-    if not manifest.get("complete"):
+    """The manifest says complete and every shard it lists is in cells/ with its sha256. A
+    damaged manifest is not complete: the build then checks every shard and writes it anew."""
+    shards = manifest.get("shards")
+    if (manifest.get("complete") is not True or not isinstance(shards, list)
+            or not isinstance(manifest.get("rows"), int)):
         return False
-    for shard in manifest["shards"]:
-        path = out_dir / shard["file"]
-        if not path.is_file() or file_sha256(path) != shard["sha256"]:
+    for shard in shards:
+        entry = shard if isinstance(shard, dict) else {}
+        name, digest = entry.get("file"), entry.get("sha256")
+        if not (isinstance(name, str) and isinstance(digest, str)):
+            return False
+        path = out_dir / name
+        if path.parent != out_dir / CELLS_DIR or not path.is_file() or file_sha256(path) != digest:
             return False
     return True
 
