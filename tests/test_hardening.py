@@ -425,3 +425,19 @@ def test_corpus_build_repairs_a_damaged_manifest(damage, tmp_path, capsys) -> No
     code, _, err = run(cli.main, argv, capsys)
     assert code == 0 and "Traceback" not in err
     assert run(cli.main, ["corpus", "check", "--corpus", str(tmp_path / "c")], capsys)[0] == 0
+
+
+def test_package_warning_is_one_line_of_ours(tmp_path, capsys, package_logger_level) -> None:
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "tree" / label).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "tree" / label / "0.png")
+    (tmp_path / "tree" / "a" / "1.png").write_bytes(b"not a png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        code, out, err = run(cli.main, ["prepare-data", str(tmp_path / "tree"), "--out",
+                                        str(tmp_path / "out"), "--skip-corrupt"], capsys)
+    assert code == 0
+    assert err.splitlines() == [err.splitlines()[0]] and err.startswith("hgnas: warning: ")
+    assert "skipped 1 corrupt image(s)" in err

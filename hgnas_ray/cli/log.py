@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 PACKAGE_LOGGER = "hgnas_ray"
 # modules whose FutureWarnings are about their own internals, not anything a user passed
 LIBRARY_MODULES = r"(torch|torch_geometric|torchvision|ray)(\.|$)"
+_python_showwarning = warnings.showwarning  # what `_show_warning` hands other warnings to
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -41,7 +43,9 @@ class _StderrHandler(logging.StreamHandler):
 
 def configure_logging(level: int = logging.INFO, verbose: bool = False) -> None:
     """Show the package's messages at `level` and above as plain lines ("%(message)s") on stderr;
-    `verbose`: at DEBUG, with the libraries' chatter (module docstring), else without it.
+    `verbose`: at DEBUG, with the libraries' chatter (module docstring), else without it. The
+    package's own Python warnings (e.g. corrupt images skipped) show as one "hgnas: warning: ..."
+    line each.
 
     Idempotent: one handler on the "hgnas_ray" logger however often it is called. Messages still
     propagate (to pytest's caplog, or to a handler the caller puts on the root logger).
@@ -50,10 +54,24 @@ def configure_logging(level: int = logging.INFO, verbose: bool = False) -> None:
     package.setLevel(logging.DEBUG if verbose else level)
     if not verbose:
         warnings.filterwarnings("ignore", category=FutureWarning, module=LIBRARY_MODULES)
+    global _python_showwarning
+    if warnings.showwarning is not _show_warning:
+        _python_showwarning = warnings.showwarning
+        warnings.showwarning = _show_warning
     if not any(isinstance(h, _StderrHandler) for h in package.handlers):
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         package.addHandler(handler)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The package's own warnings (e.g. corrupt images skipped) as one "hgnas: warning: ..."
+    line; any other warning as Python shows it."""
+    if f"{os.sep}{PACKAGE_LOGGER}{os.sep}" not in str(filename):
+        _python_showwarning(message, category, filename, lineno, file, line)
+        return
+    text = " ".join(str(message).split())
+    print(f"hgnas: warning: {text}", file=file if file is not None else sys.stderr)
 
 
 @contextlib.contextmanager
