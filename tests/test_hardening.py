@@ -202,12 +202,14 @@ def test_describe_nb201_on_a_too_small_input_is_one_line(capsys) -> None:
     ["prepare-data", "cifar10", "--out", "OUT"],
     ["prepare-data", "cifar10", "--cache-dir", "OUT"],
 ])
-@pytest.mark.parametrize("out", ["file", "file/below"])
-def test_out_on_a_file_is_one_line(argv, out, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("out, needle", [("file", "pass a folder path"),
+                                         ("file/below", "pass a folder path"),
+                                         ("\udcff", "not a UTF-8 path")])
+def test_out_on_a_file_is_one_line(argv, out, needle, tmp_path, capsys) -> None:
     (tmp_path / "file").write_text("keep me")
     argv = [str(tmp_path / out) if a == "OUT" else a for a in argv]
     code, _, err = run(cli.main, argv, capsys)
-    assert_one_line(code, err, "pass a folder path")
+    assert_one_line(code, err, needle)
     assert (tmp_path / "file").read_text() == "keep me"
 
 

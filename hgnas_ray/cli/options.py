@@ -35,11 +35,17 @@ seed = bounded_int(0, MAX_SEED)  # argparse type of a --seed
 
 
 def check_out_dir(path: str | Path, option: str = "--out") -> Path:
-    """`path` as a folder to write into: it, or its nearest existing parent, must be a folder.
+    """`path` as a folder to write into: in UTF-8, and it, or its nearest existing parent, must
+    be a folder.
 
     A file there would otherwise surface as NotADirectoryError/FileExistsError deep in a write.
     """
     path = Path(path).expanduser()
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 (os.fsdecode's surrogates)
+        raise ConfigError(f"{option} {str(path)!r} is not a UTF-8 path, which Parquet and JSON "
+                          "files need; pass a folder name in UTF-8") from None
     for existing in (path, *path.parents):
         if existing.exists():
             if not existing.is_dir():
