@@ -134,27 +134,32 @@ def _pipeline(todo: list[ShardTask], config: ScoringConfig, concurrency: int, nu
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
     # In order: shards then finish one after another (each written as soon as it is complete),
-    # so a kill loses at most the shards in flight. Unordered, blocks of every shard interleave
-    # and all shards complete together at the end (seen on a 6-shard corpus).
+    # so a kill loses at most the shards in flight.
     context.execution_options.preserve_order = True
-    # Ray 2.60's default Parquet reader (DataSourceV2) lists files in a task that needs 1 CPU,
-    # which waits forever once the scoring actors hold every CPU (e.g. 2 actors on 2 CPUs).
-    # The V1 reader lists on the driver and runs its read tasks at num_cpus=0 as asked.
-    use_v2, context.use_datasource_v2 = context.use_datasource_v2, False
-    try:
-        ds = ray.data.read_parquet(
-            [str(t.cells_path) for t in todo], columns=list(INPUT_COLUMNS), include_paths=True,
-            num_cpus=0,  # reading is light; it must never wait behind the scoring actors
-            override_num_blocks=read_blocks([len(t.hashes) for t in todo], rows_per_batch))
-    finally:
-        context.use_datasource_v2 = use_v2
-    return ds.map_batches(
+    return read_cells(todo, rows_per_batch).map_batches(
         RayCorpusScorer, fn_constructor_kwargs={"config": config.to_dict(),
                                                 "torch_threads": max(1, int(num_cpus))},
         compute=ray.data.ActorPoolStrategy(size=concurrency),  # `concurrency=` is deprecated
         num_cpus=num_cpus, num_gpus=num_gpus,
         batch_size=None,  # one block per call: no bundling across shards (module docstring)
         batch_format="pyarrow")
+
+
+def read_cells(todo: list[ShardTask], rows_per_batch: int) -> ray.data.Dataset:
+    """The (hash, genotype, path) rows of the shards to score, in blocks of one shard each and
+    at most `rows_per_batch` rows."""
+    context = ray.data.DataContext.get_current()
+    # Ray 2.60's default Parquet reader (DataSourceV2) lists files in a task that needs 1 CPU,
+    # which waits forever once the scoring actors hold every CPU (e.g. 2 actors on 2 CPUs).
+    # The V1 reader lists on the driver and runs its read tasks at num_cpus=0 as asked.
+    use_v2, context.use_datasource_v2 = context.use_datasource_v2, False
+    try:
+        return ray.data.read_parquet(
+            [str(t.cells_path) for t in todo], columns=list(INPUT_COLUMNS), include_paths=True,
+            num_cpus=0,  # reading is light; it must never wait behind the scoring actors
+            override_num_blocks=read_blocks([len(t.hashes) for t in todo], rows_per_batch))
+    finally:
+        context.use_datasource_v2 = use_v2
 
 
 def read_blocks(shard_rows: list[int], rows_per_batch: int) -> int:
