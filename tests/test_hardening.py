@@ -404,7 +404,7 @@ def test_untrusted_cifar_batches_are_refused_and_never_run(content, tmp_path) ->
 
 # ------------------------------------------------------------------ found by tests/test_fuzz_cli.py
 @pytest.mark.parametrize("damage", ["sha256 key", "shards key", "shard entry", "outside path",
-                                    "rows"])
+                                    "rows", "entry dropped"])
 def test_corpus_build_repairs_a_damaged_manifest(damage, tmp_path, capsys) -> None:
     import json
 
@@ -421,6 +421,8 @@ def test_corpus_build_repairs_a_damaged_manifest(damage, tmp_path, capsys) -> No
         manifest["shards"][0] = "cells/part-00000.parquet"
     elif damage == "outside path":
         manifest["shards"][0]["file"] = "../elsewhere.parquet"
+    elif damage == "entry dropped":  # still "complete": the listed shards alone all match
+        del manifest["shards"][0]
     else:
         manifest["rows"] = "12"
     manifest_path.write_text(json.dumps(manifest))

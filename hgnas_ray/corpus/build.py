@@ -143,7 +143,7 @@ def build_corpus(out_dir: str | Path, spec: CorpusSpec, progress: bool = True) -
     spec.validate()
     out_dir = Path(out_dir)
     manifest = _open_manifest(out_dir, spec)
-    if _is_complete(out_dir, manifest):
+    if _is_complete(out_dir, manifest, spec):
         logger.info("corpus %s is already complete (%d cells); nothing to do", out_dir,
                     manifest["rows"])
         return BuildReport(manifest["rows"], 0, len(manifest["shards"]), 0.0, 0.0, out_dir)
@@ -223,20 +223,22 @@ def _open_manifest(out_dir: Path, spec: CorpusSpec) -> dict[str, Any]:
             "package_version": __version__}
 
 
-def _is_complete(out_dir: Path, manifest: dict[str, Any]) -> bool:
-    """The manifest says complete and every shard it lists is in cells/ with its sha256. A
-    damaged manifest is not complete: the build then checks every shard and writes it anew."""
+def _is_complete(out_dir: Path, manifest: dict[str, Any], spec: CorpusSpec) -> bool:
+    """The manifest says complete, lists the shards ``spec`` makes (part-00000 on, holding
+    ``spec.num_rows`` cells) and each is in cells/ with its sha256. A damaged manifest is not
+    complete: the build then checks every shard and writes it anew."""
     shards = manifest.get("shards")
-    if (manifest.get("complete") is not True or not isinstance(shards, list)
-            or not isinstance(manifest.get("rows"), int)):
+    if manifest.get("complete") is not True or not isinstance(shards, list):
         return False
-    for shard in shards:
-        entry = shard if isinstance(shard, dict) else {}
-        name, digest = entry.get("file"), entry.get("sha256")
-        if not (isinstance(name, str) and isinstance(digest, str)):
-            return False
+    entries = [s if isinstance(s, dict) else {} for s in shards]
+    names = [f"{CELLS_DIR}/{shard_name(i)}" for i in range(len(entries))]
+    rows = [e.get("rows") for e in entries]
+    if ([e.get("file") for e in entries] != names or not all(type(r) is int for r in rows)
+            or sum(rows) != spec.num_rows or manifest.get("rows") != spec.num_rows):
+        return False
+    for entry, name in zip(entries, names, strict=True):
         path = out_dir / name
-        if path.parent != out_dir / CELLS_DIR or not path.is_file() or file_sha256(path) != digest:
+        if not path.is_file() or file_sha256(path) != entry.get("sha256"):
             return False
     return True
 
