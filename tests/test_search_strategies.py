@@ -242,7 +242,9 @@ def test_cache_imports_a_corpus_scored_with_its_setting_and_refuses_others(tmp_p
              "params": 10.0, "params_status": "ok", "status": "ok", "error": "", "seconds": 0.1}
             for i in range(5)]
     write_table_atomic(records_to_table(rows, scoring.proxies), scores / shard_name(0))
-    write_json_atomic({"settings": scoring.result_key()}, scores / SCORING_FILE)
+    manifest = {"settings": scoring.result_key(), "network": scoring.network(),
+                "devices": ["cpu"]}
+    write_json_atomic(manifest, scores / SCORING_FILE)
     (scores / shard_name(1)).write_bytes(b"not parquet")  # a corrupt shard is skipped
     cache = ProxyCache(tmp_path / "cache", scoring_setting(scoring, "nb201"))
     assert cache.add_corpus_scores(tmp_path / "corpus") == 5
@@ -250,3 +252,11 @@ def test_cache_imports_a_corpus_scored_with_its_setting_and_refuses_others(tmp_p
     other = ScoringConfig(("synflow",), batch_size=64).validate()
     with pytest.raises(DataError, match="differs in: batch_size"):
         ProxyCache(tmp_path / "c2", scoring_setting(other, "nb201")).add_corpus_scores(scores)
+    # scored on a GPU, or by a version whose records held the reduced network's costs: refused
+    for changed, message in (({"devices": ["cuda"]}, "scored on"),
+                             ({"network": None}, "older hgnas-ray")):
+        edited = {k: v for k, v in {**manifest, **changed}.items() if v is not None}
+        write_json_atomic(edited, scores / SCORING_FILE)
+        with pytest.raises(DataError, match=message):
+            ProxyCache(tmp_path / "c3", scoring_setting(scoring, "nb201")).add_corpus_scores(
+                scores)

@@ -30,12 +30,18 @@ from hgnas_ray.search.store import append_line
 log = logging.getLogger(__name__)
 
 
+# What `params`/`macs` in a record count. Since the score records name their network, a
+# NAS-Bench-201 cell's costs are the benchmark network's, also when scored in a reduced one;
+# caches written before (which held the reduced network's costs) are not read.
+COSTS_OF = "asked-network"
+
+
 def scoring_setting(scoring: ScoringConfig, space: str) -> dict[str, Any]:
     """The cache setting of a scoring configuration: what a score depends on besides the cell
     (not the proxy list: the cache holds each proxy separately)."""
     key = {k: v for k, v in scoring.result_key().items() if k != "proxies"}
     return {"space": space, **key, "device_kind": scoring.device.split(":")[0],
-            "version": __version__}
+            "version": __version__, "costs": COSTS_OF}
 
 
 def setting_key(setting: Mapping[str, Any]) -> str:
@@ -104,8 +110,8 @@ class ProxyCache:
         """Bulk fill from a scored corpus (`hgnas corpus score` on Ray Data): its Parquet score
         shards, when its `scoring.json` names this cache's setting. Returns the cells added.
 
-        `scoring.json` does not record the device kind or the hgnas-ray version, so those two
-        are taken on trust: import only scores computed on this cache's kind of device."""
+        The hgnas-ray version is taken on trust; the device kinds that scored the corpus (its
+        `devices`) must be this cache's kind."""
         from hgnas_ray.corpus.scoring import SCORING_FILE, default_scores_dir
 
         folder = Path(scores_dir)
@@ -113,13 +119,21 @@ class ProxyCache:
             folder = default_scores_dir(folder)
         path = folder / SCORING_FILE
         try:
-            settings = json.loads(path.read_text())["settings"]
+            manifest = json.loads(path.read_text())
+            settings = dict(manifest["settings"])
             proxies = list(settings.pop("proxies"))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise DataError(f"{path} is not the scoring.json of `hgnas corpus score` ({err}); "
                             "pass a scored corpus folder or its scores/ folder") from None
+        if "network" not in manifest:  # written before records named their network
+            raise DataError(f"the corpus at {folder} was scored by an older hgnas-ray whose "
+                            "records hold the reduced network's costs; score it again")
+        devices = manifest.get("devices", [])
+        if devices != [self.setting["device_kind"]]:
+            raise DataError(f"the corpus at {folder} was scored on {devices}; this cache holds "
+                            f"scores of {self.setting['device_kind']!r} devices only")
         mine = {k: v for k, v in self.setting.items()
-                if k not in ("space", "device_kind", "version")}
+                if k not in ("space", "device_kind", "version", "costs")}
         if settings != mine:
             differ = sorted(k for k in set(settings) | set(mine) if settings.get(k) != mine.get(k))
             raise DataError(f"the corpus at {folder} was scored with other settings (differs "
