@@ -162,6 +162,10 @@ def _task_text(task) -> str:
     return f"{task.num_classes} classes, {task.input_size}x{task.input_size}x{task.in_channels}"
 
 
+class _GaveUp(Exception):
+    """A sequence spent its budget checks (caught by `_decode_chunk`, which restarts it)."""
+
+
 @dataclass
 class _Sequence:
     """One sequence being decoded, with the tokens refused at each position after the prompt."""
@@ -177,15 +181,16 @@ class LayoutDecoder:
 
     `lower_bound(task, prefix) -> (params, macs)` bounds every network completing a prefix
     from below (see `hgnas_ray.models.seqgen.costs`). `max_checks` caps the budget checks per
-    sequence (a budget that is feasible per limit but not for both at once can otherwise make
-    the search long).
+    sequence: a sequence that spends them (a long backtracking search, e.g. at a budget that
+    is feasible per limit but hardly for both at once) starts again from the prompt, up to
+    `max_restarts` times per chunk before decoding gives up.
     """
 
     def __init__(self, model: nn.Module, vocab: SeqVocabulary, lower_bound: LowerBound,
-                 max_checks: int = 20_000, chunk: int = 64) -> None:
+                 max_checks: int = 2_000, chunk: int = 64, max_restarts: int = 64) -> None:
         self.model, self.vocab, self.lower_bound = model, vocab, lower_bound
         self.grammar = LayoutGrammar(vocab)
-        self.max_checks, self.chunk = max_checks, chunk
+        self.max_checks, self.chunk, self.max_restarts = max_checks, chunk, max_restarts
 
     @torch.no_grad()
     def sample(self, task, budget, n: int, temperature: float = 1.0,
@@ -214,6 +219,7 @@ class LayoutDecoder:
                       generator: torch.Generator, check: BudgetCheck) -> list[MacroLayout]:
         sequences = [_Sequence(list(prompt), {}) for _ in range(size)]
         active = list(range(size))
+        restarts = 0
         device = next(self.model.parameters()).device
         while active:
             batch = [sequences[i].ids for i in active]
@@ -226,7 +232,15 @@ class LayoutDecoder:
             last = logits[torch.arange(len(batch)), lengths.to(device) - 1].float().cpu()
             still = []
             for row, index in enumerate(active):
-                self._step(sequences[index], last[row] / temperature, generator, check)
+                try:
+                    self._step(sequences[index], last[row] / temperature, generator, check)
+                except _GaveUp:  # a long dead end: this sequence starts again from the prompt
+                    restarts += 1
+                    if restarts > self.max_restarts:
+                        raise BudgetError(f"decoding gave up: {restarts} sequences spent "
+                                          f"{self.max_checks} budget checks each without a "
+                                          "layout that fits; raise the budget") from None
+                    sequences[index] = _Sequence(list(prompt), {})
                 if sequences[index].ids[-1] != self.vocab.end:
                     still.append(index)
             active = still
@@ -272,8 +286,7 @@ class LayoutDecoder:
                 pick = int(np.flatnonzero(open_)[-1])
             seq.checks += 1
             if seq.checks > self.max_checks:
-                raise BudgetError(f"decoding gave up after {self.max_checks} budget checks "
-                                  "without a layout that fits; raise the budget")
+                raise _GaveUp
             if fits(candidates[pick]):
                 return candidates[pick]
             weights[pick], open_[pick] = 0.0, False
