@@ -92,14 +92,20 @@ def train_candidates(genotypes: Sequence[Genotype | Mapping[str, Any]],
                          "threads": max(1, int(num_cpus))},
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
                                         max_concurrent_trials=max_concurrent),
-            run_config=tune.RunConfig(
-                name=name, storage_path=str(experiment.parent), verbose=verbose,
-                failure_config=tune.FailureConfig(max_failures=max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[_TrialLog()]))
+            run_config=_run_config(experiment, max_failures, verbose))
     with contextlib.redirect_stdout(sys.stderr):  # Tune prints its tables on stdout
         grid = tuner.fit()
     return _records(grid, candidates)
+
+
+def _run_config(experiment: Path, max_failures: int, verbose: int) -> tune.RunConfig:
+    """Results and one checkpoint per trial under `experiment`; failed trials stay failed
+    unless `max_failures` allows retries (from the last checkpoint)."""
+    return tune.RunConfig(name=experiment.name, storage_path=str(experiment.parent),
+                          verbose=verbose,
+                          failure_config=tune.FailureConfig(max_failures=max_failures),
+                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                          callbacks=[_TrialLog()])
 
 
 def _train_config(train: CandidateTrainConfig | Mapping[str, Any]) -> CandidateTrainConfig:
