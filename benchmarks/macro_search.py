@@ -37,6 +37,7 @@ from hgnas_ray.generator.cells import CellGenerator
 from hgnas_ray.nn.builder import genotype_cost
 from hgnas_ray.search import Fitness, RunStore, create_strategy, run_search, serial_evaluate
 from hgnas_ray.search.histories import SMALL_GRID, HistoryConfig, probe_batches
+from hgnas_ray.search.loop import ELAPSED_KEY
 from hgnas_ray.search.macro_space import MacroHierarchy, RandomCells
 from hgnas_ray.search.pretrained import GeneratorCells
 from hgnas_ray.space import MacroGenotype
@@ -56,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--population", type=int, default=16)
     p.add_argument("--random-evals", type=int, default=30)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--min-budget-share", type=float, default=0.0,
+                   help="the generator keeps only networks using this share of the budget")
     p.add_argument("--seed", type=int, default=99)
     p.add_argument("--throughput", action="store_true")
     p.add_argument("--throughput-evals", type=int, default=24)
@@ -87,13 +90,13 @@ def run_hlevo(setting, cells, config, args, work: Path) -> dict:
     space = MacroHierarchy(setting.task, setting.budget, cells, max_width=config.max_width)
     strategy = create_strategy("hl-evo", space, Fitness.parse(config.fitness), seed=args.seed,
                                population_size=args.population)
-    start = time.perf_counter()
     store = RunStore(work / f"hlevo_{setting.name}_{args.seed}", {"bench": setting.name})
     records = run_search(strategy, serial_evaluate(scorer(setting, config, args.seed)), store,
                          args.hlevo_evals, config.batch_size)
     scores = fitness_of(records, config)
     best = max(scores)
-    return {"evaluations": len(records), "seconds": round(time.perf_counter() - start, 1),
+    seconds = store.load_state()[ELAPSED_KEY]  # across resumes of the run
+    return {"evaluations": len(records), "seconds": round(seconds, 1),
             "best": best, "evals_to_best": evals_to_reach(scores, best),
             "best_params": records[int(np.argmax(scores))]["params"]}
 
@@ -113,7 +116,8 @@ def run_random(setting, config, args) -> dict:
 def run_generator(setting, generator, config, args, hlevo_best: float) -> dict:
     start = time.perf_counter()
     samples = generator.sample(setting.task, setting.budget, args.samples,
-                               temperature=args.temperature, seed=args.seed)
+                               temperature=args.temperature, seed=args.seed,
+                               min_budget_share=args.min_budget_share)
     sample_seconds = time.perf_counter() - start
     valid, fits, used = 0, 0, 0
     for genotype in samples:
@@ -156,7 +160,8 @@ def head_to_head(args) -> list[dict]:
     for index in indices:
         setting = SMALL_GRID[index]
         hlevo = run_hlevo(setting, cells, config, args, work)
-        row = {"setting": setting.name, **setting.to_dict(), "hlevo": hlevo,
+        row = {"setting": setting.name, **setting.to_dict(),
+               "min_budget_share": args.min_budget_share, "hlevo": hlevo,
                "random": run_random(setting, config, args),
                "generator": run_generator(setting, generator, config, args, hlevo["best"])}
         reach = row["generator"]["evals_to_hlevo_best"]

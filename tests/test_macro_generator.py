@@ -189,6 +189,16 @@ def test_samples_are_valid_and_fit_the_budget(generator, index):
         assert [s.channels for s in genotype.stages] == [s.channels for s in layout.stages]
 
 
+def test_a_minimum_budget_share_keeps_only_networks_that_use_it(generator):
+    task, budget = SETTINGS[0]
+    for genotype in generator.sample(task, budget, 3, seed=1, min_budget_share=0.5):
+        assert 0.5 <= budget.excess(macro_cost(genotype, task)) <= 1.0
+    with pytest.raises(ConfigError, match="share must be in"):
+        generator.sample(task, budget, 1, min_budget_share=1.5)
+    with pytest.raises(ConfigError, match="needs a budget"):
+        generator.sample(task, None, 1, min_budget_share=0.5)
+
+
 def test_impossible_budgets_and_bad_requests(generator):
     task = SETTINGS[0][0]
     low = smallest_cost(task)

@@ -217,6 +217,9 @@ def register_generate(commands: argparse._SubParsersAction) -> None:
     macro.add_argument("--seed", type=int, default=0)
     macro.add_argument("--temperature", type=float, default=1.0,
                        help="softmax temperature of the transformer (default 1.0)")
+    macro.add_argument("--min-budget-share", type=float, default=0.0,
+                       help="keep only networks using at least this share of the budget's "
+                            "tightest limit, e.g. 0.8 (default 0: any network within budget)")
     macro.set_defaults(run=run_generate_macro)
 
 
@@ -233,6 +236,7 @@ def run_generate_macro(args: argparse.Namespace) -> int:
     generator = MacroGenerator.load(args.artifact, args.cell_artifact)
     task = TaskShape(args.classes, args.input_size, args.in_channels)
     budget = Budget(args.max_params, args.max_macs)
-    for genotype in generator.sample(task, budget, args.n, args.temperature, args.seed):
+    for genotype in generator.sample(task, budget, args.n, args.temperature, args.seed,
+                                     args.min_budget_share):
         print(format_genotype(genotype), flush=True)
     return 0

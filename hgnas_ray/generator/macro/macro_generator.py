@@ -89,17 +89,20 @@ class MacroGenerator:
         return self.decoder.sample(task, budget, _count(n), temperature, generator)
 
     def sample(self, task, budget=None, n: int = 1, temperature: float = 1.0,
-               seed: int = 0) -> list[MacroGenotype]:
+               seed: int = 0, min_budget_share: float = 0.0) -> list[MacroGenotype]:
         """`n` macro genotypes with concrete cells, each valid and within the budget. `task`: a
         `TaskShape` or a mapping of its fields; `budget`: a `Budget`, a mapping of max_params /
-        max_macs, or None (no limit). Same arguments, same networks."""
-        return [genotype for genotype, _ in self.sample_with_layouts(task, budget, n,
-                                                                     temperature, seed)]
+        max_macs, or None (no limit). `min_budget_share` > 0 keeps only networks that use at
+        least that share of the budget (of its tightest limit). Same arguments, same networks."""
+        return [genotype for genotype, _ in self.sample_with_layouts(
+            task, budget, n, temperature, seed, min_budget_share)]
 
     def sample_with_layouts(self, task, budget=None, n: int = 1, temperature: float = 1.0,
-                            seed: int = 0) -> list[tuple[MacroGenotype, MacroLayout]]:
+                            seed: int = 0, min_budget_share: float = 0.0
+                            ) -> list[tuple[MacroGenotype, MacroLayout]]:
         """`sample`, each network with its layout (whose cluster ids name its cells' clusters)."""
         task, budget, n = as_task(task), as_budget(budget), _count(n)
+        share = _share_floor(min_budget_share, budget)
         generator = torch.Generator().manual_seed(int(seed))
         rng = np.random.default_rng(int(seed))
         pools = CellPools(self.cells, int(seed))
@@ -112,9 +115,14 @@ class MacroGenerator:
                                           lower_bound=bound)
             for layout in layouts:
                 genotype = fill_cells(layout, pools, task, budget, rng)
-                if genotype is not None:
+                if genotype is not None and (
+                        not share or budget.excess(macro_cost(genotype, task)) >= share):
                     found.append((genotype, layout))
         if len(found) < n:
+            if share:
+                raise BudgetError(f"only {len(found)} of {n} networks used >= {share:.0%} of "
+                                  f"the budget ({budget}) after {DECODE_ROUNDS} rounds of "
+                                  "decoding; lower the minimum budget share")
             raise BudgetError(f"only {len(found)} of {n} networks fit the budget ({budget}) "
                               f"after {DECODE_ROUNDS} rounds of decoding: the clusters' cells "
                               "are too costly for it; raise the budget")
@@ -190,6 +198,14 @@ class CellPools(Mapping):
 
     def __len__(self) -> int:
         return len(self._pools)
+
+
+def _share_floor(value: float, budget: Budget) -> float:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"the minimum budget share must be in [0, 1); got {value}")
+    if value and not budget.is_limited:
+        raise ConfigError("a minimum budget share needs a budget (max params and/or MACs)")
+    return float(value)
 
 
 def fill_cells(layout: MacroLayout, pools: Mapping[int, list[CellGenotype]], task,
