@@ -10,6 +10,7 @@ genotype validates and fits the budget.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -35,6 +36,7 @@ from hgnas_ray.training import TrainConfig
 from hgnas_ray.training.seqgen import train_seqgen
 
 CELL_REDRAWS = 8  # random cell picks per layout before the cheapest cells are tried
+MIN_KEPT_SHARE = 0.05  # the smallest share of decoded layouts a round plans for
 DECODE_ROUNDS = 10  # layouts decoded again for networks whose cells never fit
 POOL_SIZE = 16  # distinct cells drawn per cluster a sample call uses
 
@@ -108,14 +110,19 @@ class MacroGenerator:
         pools = CellPools(self.cells, int(seed))
         bound = PooledLowerBound(pools)
         found: list[tuple[MacroGenotype, MacroLayout]] = []
+        decoded = 0
         for _ in range(DECODE_ROUNDS):
             if len(found) == n:
                 break
-            layouts = self.decoder.sample(task, budget, n - len(found), temperature, generator,
+            # decode for the share of layouts kept so far (a minimum budget share rejects many)
+            kept = max(len(found) / decoded, MIN_KEPT_SHARE) if decoded else 1.0
+            want = min(math.ceil((n - len(found)) / kept), 4 * n)
+            layouts = self.decoder.sample(task, budget, want, temperature, generator,
                                           lower_bound=bound)
+            decoded += len(layouts)
             for layout in layouts:
                 genotype = fill_cells(layout, pools, task, budget, rng)
-                if genotype is not None and (
+                if len(found) < n and genotype is not None and (
                         not share or budget.excess(macro_cost(genotype, task)) >= share):
                     found.append((genotype, layout))
         if len(found) < n:
