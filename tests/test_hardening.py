@@ -291,6 +291,10 @@ def test_ray_chatter_hidden_unless_verbose(verbose, monkeypatch, package_logger_
     assert calls[0]["log_to_driver"] is verbose
     assert calls[0]["logging_level"] == (logging.INFO if verbose else logging.ERROR)
     assert os.environ.get("RAY_DATA_LOG_LEVEL") == (None if verbose else "WARNING")
+    if not verbose:
+        hints = logging.getLogger("ray.data._internal.progress")
+        assert not hints.isEnabledFor(logging.WARNING)
+        hints.setLevel(logging.NOTSET)
 
 
 def test_every_entry_point_takes_verbose(capsys) -> None:

@@ -17,8 +17,9 @@ def init_ray(config: RayConfig) -> None:
 
     Ray's own lines show only when the package logs at DEBUG (the entry points' --verbose):
     otherwise its INFO and WARNING lines (e.g. the token-authentication notice), the workers'
-    stdout/stderr (they stay in the session's log files, /tmp/ray/session_latest/logs) and Ray
-    Data's INFO lines are hidden, so a user sees the package's lines and Ray's errors.
+    stdout/stderr (they stay in the session's log files, /tmp/ray/session_latest/logs), Ray
+    Data's INFO lines and its progress-bar hints are hidden, so a user sees the package's lines
+    and Ray's errors.
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
@@ -26,6 +27,9 @@ def init_ray(config: RayConfig) -> None:
     verbose = logging.getLogger(PACKAGE_LOGGER).isEnabledFor(logging.DEBUG)
     if not verbose:
         os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")  # read when ray.data loads
+        # Ray Data's hints on how to turn its progress bars on or off (a WARNING with
+        # --no-progress)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     quiet = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.ERROR}
     if config.address:
         ray.init(address=config.address, **quiet)
