@@ -149,6 +149,9 @@ def read_json(path: str | Path, what: str) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise DataError(f"{what} {path} is not valid JSON ({err.msg} at line {err.lineno}); "
                         "delete it and re-run the command that wrote it") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # not UTF-8; huge numbers
+        raise DataError(f"{what} {path} is not readable JSON ({type(err).__name__}); delete "
+                        "it and re-run the command that wrote it") from None
     if not isinstance(data, dict):
         raise DataError(f"{what} {path} should hold a JSON object; got {type(data).__name__}")
     return data
@@ -175,7 +178,8 @@ def check_corpus(corpus_dir: str | Path) -> tuple[int, list[str]]:
     shards = cell_shards(corpus_dir)
     manifest = load_manifest(corpus_dir)
     problems = [] if manifest else [f"{corpus_dir} has no {MANIFEST}"]
-    listed = {Path(s["file"]).name: s for s in (manifest or {}).get("shards", [])}
+    listed, malformed = _listed_shards(manifest)
+    problems += malformed
     if manifest and not manifest.get("complete"):
         problems.append("the build is not complete: re-run `hgnas corpus build` with the same "
                         "arguments to finish it")
@@ -197,6 +201,21 @@ def check_corpus(corpus_dir: str | Path) -> tuple[int, list[str]]:
         seen.update(hashes)
     problems += [f"{name} is in the manifest but not on disk" for name in listed]
     return rows, problems
+
+
+def _listed_shards(manifest: dict[str, Any] | None) -> tuple[dict[str, dict[str, Any]],
+                                                             list[str]]:
+    """The manifest's shard entries by file name, and a problem line per malformed entry."""
+    entries = (manifest or {}).get("shards", [])
+    if not isinstance(entries, list):
+        return {}, [f"the manifest's shards should be a list; got {type(entries).__name__}"]
+    listed, problems = {}, []
+    for index, entry in enumerate(entries):
+        if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+            listed[Path(entry["file"]).name] = entry
+        else:
+            problems.append(f"the manifest's shard entry {index} is malformed: {entry!r:.80}")
+    return listed, problems
 
 
 def _against_manifest(path: Path, rows: int, entry: dict[str, Any] | None) -> list[str]:
