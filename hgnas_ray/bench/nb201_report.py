@@ -42,9 +42,11 @@ def format_training(result: dict[str, Any]) -> list[str]:
     """The short-training table: each method's choice without and with training, the best
     cell of its shortlist (what a perfect ranking of it would give), and the training cost."""
     settings = result.get("training", {})
+    work = (f"{settings['epochs']} epochs of {settings['train']['max_batches_per_epoch']} "
+            f"batches each (at most {settings.get('budget_s')} s)" if settings.get("epochs")
+            else f"at most {settings.get('budget_s')} s each")
     lines = [f"short training: top {result['config']['train_top']} cells per search by "
-             f"fitness, at most {settings.get('budget_s')} s each ({_trial_setting(settings)}), "
-             "choice by validation accuracy", "",
+             f"fitness, {work} ({_trial_setting(settings)}), choice by validation accuracy", "",
              "| method | without training | with training | best cell of the shortlist | "
              "Spearman val vs test (mean per search) | trials ok/stopped/failed | "
              "training wall s (total) |", "|---|---|---|---|---|---|---|"]

@@ -85,6 +85,11 @@ def _add_training_options(nb: argparse.ArgumentParser) -> None:
                             "batches")
     group.add_argument("--train-val-images", type=int, default=2000,
                        help="validate on this many of the 5,000 held-out training images")
+    group.add_argument("--train-epochs", type=int, default=None,
+                       help="train every shortlisted cell this many epochs (the same work for "
+                            "each; the cosine runs over the steps, --train-budget-s is a cap); "
+                            "default: as many as its --train-budget-s seconds allow, so cheaper "
+                            "cells train more steps")
     group.add_argument("--train-grace", type=int, default=2,
                        help="ASHA grace period, in epochs")
 
@@ -209,13 +214,15 @@ def _short_training(args: argparse.Namespace, scoring, work_dir: Path):
 
     gpu = args.device.startswith("cuda")
     train = CandidateTrainConfig(
-        epochs=10_000, batch_size=args.train_batch_size, lr=args.train_lr,
+        epochs=10_000 if args.train_epochs is None else args.train_epochs,
+        batch_size=args.train_batch_size, lr=args.train_lr,
         val_limit=args.train_val_images, max_batches_per_epoch=args.train_batches_per_epoch,
         budget_s=args.train_budget_s,
         channels=args.train_channels or scoring.skeleton_channels,
         cells_per_stage=args.train_cells_per_stage or scoring.skeleton_cells).validate()
     task = TaskConfig("cifar10", args.data)
-    settings = {"budget_s": args.train_budget_s, "train": train.to_dict(),
+    settings = {"budget_s": args.train_budget_s, "epochs": args.train_epochs,
+                "train": train.to_dict(),
                 "task": {"task": task.task}, "max_concurrent": args.train_concurrency,
                 "grace_period": args.train_grace, "reduction_factor": 2.0,
                 "gpus_per_trial": 1.0 / args.train_concurrency if gpu else 0.0}
