@@ -27,6 +27,10 @@ class DataError(HgnasError):
     """A dataset is missing, unreadable or has the wrong shape."""
 
 
+class ExportError(HgnasError):
+    """An exported model cannot be written or read (weights not matching, files missing)."""
+
+
 class RegistryError(HgnasError, KeyError):
     """An unknown name was looked up in a registry (ops, proxies, datasets, ...)."""
 
