@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from hgnas_ray.errors import GenotypeError
+from hgnas_ray.errors import ConfigError, GenotypeError
 from hgnas_ray.nn.cost import Cost, network_cost
 from hgnas_ray.nn.cost_model import macro_cost
 from hgnas_ray.nn.macro import CellSkeleton, MacroNetwork
@@ -44,13 +44,20 @@ class SkeletonSize:
 
 
 def build_network(genotype: Genotype, task: TaskShape = TaskShape(),
-                  skeleton: SkeletonSize = SkeletonSize()) -> nn.Module:
+                  skeleton: SkeletonSize = SkeletonSize(), *,
+                  squeeze_excite: bool = False) -> nn.Module:
+    """`squeeze_excite=True` adds a squeeze-excite block after every cell of a macro network or
+    a cell skeleton (the ImageNet final-training recipe); NAS-Bench-201 networks have none."""
     if isinstance(genotype, MacroGenotype):
-        return MacroNetwork(genotype, task.num_classes, task.input_size, task.in_channels)
+        return MacroNetwork(genotype, task.num_classes, task.input_size, task.in_channels,
+                            squeeze_excite)
     if isinstance(genotype, CellGenotype):
         return CellSkeleton(genotype, skeleton.channels, skeleton.cells_per_stage,
-                            task.num_classes, task.in_channels)
+                            task.num_classes, task.in_channels, squeeze_excite)
     if isinstance(genotype, Nb201Genotype):
+        if squeeze_excite:
+            raise ConfigError("squeeze-excite is not available for NAS-Bench-201 networks (the "
+                              "benchmark's network is fixed); train it without squeeze-excite")
         return Nb201Network(genotype, task.num_classes, skeleton.channels,
                             skeleton.cells_per_stage, task.in_channels)
     raise GenotypeError(f"cannot build a network from {type(genotype).__name__}; expected a "
@@ -58,12 +65,15 @@ def build_network(genotype: Genotype, task: TaskShape = TaskShape(),
 
 
 def genotype_cost(genotype: Genotype, task: TaskShape = TaskShape(),
-                  skeleton: SkeletonSize = SkeletonSize()) -> Cost:
+                  skeleton: SkeletonSize = SkeletonSize(), *,
+                  squeeze_excite: bool = False) -> Cost:
     """Exact params and MACs (per sample) of the network `build_network` makes.
 
     Macro networks are counted from formulas (`macro_cost`, microseconds); cells in their
-    skeleton and NAS-Bench-201 networks are traced on the meta device.
+    skeleton, NAS-Bench-201 networks and any network with squeeze-excite are traced on the meta
+    device (the SE block's 1x1 convolutions count, its pooling and rescaling do not).
     """
-    if isinstance(genotype, MacroGenotype):
+    if isinstance(genotype, MacroGenotype) and not squeeze_excite:
         return macro_cost(genotype, task)
-    return network_cost(lambda: build_network(genotype, task, skeleton), task.input_shape)
+    return network_cost(lambda: build_network(genotype, task, skeleton,
+                                              squeeze_excite=squeeze_excite), task.input_shape)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from hgnas_ray.errors import unknown_name
 
 OpFactory = Callable[[int, int, int, int], nn.Module]
 OPS: dict[str, OpFactory] = {}
+SE_REDUCTION, SE_MIN_HIDDEN = 4, 8  # squeeze-excite: hidden = max(8, channels // 4)
 
 
 def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
@@ -46,6 +48,29 @@ def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1
 def projection(c_in: int, c_out: int, stride: int) -> nn.Module:
     """ReLU, 1x1 conv with stride, BN: the input's projection inside a cell."""
     return nn.Sequential(nn.ReLU(), *conv_bn(c_in, c_out, 1, stride))
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu et al.): global average pool, 1x1 conv to `hidden`, ReLU, 1x1
+    conv back, sigmoid, and the input rescaled channel by channel. Not a cell op: an opt-in
+    block after each cell (`build_network(..., squeeze_excite=True)`).
+
+    Shapes:
+        x: (N, channels, H, W) -> (N, channels, H, W)
+    """
+
+    def __init__(self, channels: int, reduction: int = SE_REDUCTION) -> None:
+        super().__init__()
+        self.channels, self.hidden = channels, max(SE_MIN_HIDDEN, channels // reduction)
+        self.reduce = nn.Conv2d(channels, self.hidden, 1)
+        self.expand = nn.Conv2d(self.hidden, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1)
+        return x * torch.sigmoid(self.expand(torch.relu(self.reduce(scale))))
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, hidden={self.hidden}"
 
 
 class AvgPoolOp(nn.Sequential):
