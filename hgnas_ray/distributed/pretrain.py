@@ -23,7 +23,12 @@ Each model trains as one Ray Train run of N workers:
   folder whose runs were made with other settings, data or model format (only the epoch counts
   may change, e.g. to train further);
 - a run that already trained the epochs asked for is not started again: its final state is read
-  from its latest checkpoint (`hgnas-run-done.json` in the run folder names it).
+  from its latest checkpoint (`hgnas-run-done.json` in the run folder names it);
+- a latest checkpoint that cannot be read (a truncated or damaged `state.pt`) is named in a
+  warning (by the driver, before the workers start) and the workers resume from the newest
+  readable checkpoint before it; the epochs after that one are trained again, and their
+  checkpoints get new folder names (`epoch-00003-r<time>`), so the damaged folder's later
+  deletion by Ray cannot take them along.
 
 Only plain values cross to the workers: cell genotypes as JSON strings and numpy arrays, put in
 the object store once (`ray.put`), and config dicts.
@@ -32,13 +37,17 @@ the object store once (`ray.put`), and config dicts.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
 import tempfile
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.fs
 import ray
 import ray.train
 import torch
@@ -64,6 +73,10 @@ STATE_FILE = "state.pt"
 FINGERPRINT_FILE = "pretrain-run.json"
 DONE_FILE = "hgnas-run-done.json"  # in a run folder: epochs trained, latest checkpoint
 DDP_PREFIX = "module."
+CHECKPOINT_PREFIX = "epoch-"  # checkpoint folders: epoch-00003, or epoch-00003-r<time> (re-run)
+# What torch.load raises on a truncated, damaged or foreign state file.
+UNREADABLE = (OSError, RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,8 @@ class RayTrainers:
         done = self._finished(run, train.epochs)
         if done is not None:  # e.g. the G-VAE of a job killed while its CCNF trained
             return done
+        if self._local_storage is not None:
+            warn_if_latest_unreadable(self._local_storage / run)
         s = self.settings
         config = {"payload": ray.put(payload), "model": model, "train": asdict(train),
                   "threads": max(1, int(s.cpus_per_worker))}
@@ -163,7 +178,10 @@ class RayTrainers:
         state_file = marker.parent / done["checkpoint"] / STATE_FILE
         if done["epochs"] < epochs or not state_file.is_file():
             return None
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(state_file, map_location="cpu", weights_only=True)
+        except UNREADABLE:  # damaged since: the workers resume from the one before it
+            return None
         return TrainOutcome(state["model"], state["history"], resumed_from=int(state["epoch"]))
 
     def _mark_finished(self, run: str, epochs: int, checkpoint_dir: str) -> None:
@@ -183,6 +201,56 @@ def pretrain_cells_ray(corpus_dir: str | Path, out_dir: str | Path, config: Pret
 def load_checkpoint_state(checkpoint: Checkpoint) -> dict[str, Any]:
     with checkpoint.as_directory() as folder:
         return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def load_resumable_state(checkpoint: Checkpoint) -> tuple[dict[str, Any], list[str]]:
+    """The state of `checkpoint`, or, when it cannot be read, of the newest readable checkpoint
+    folder beside it (older by name); also the names of the unreadable ones skipped. Raises
+    RuntimeError when none is readable."""
+    skipped: list[str] = []
+    for candidate in [checkpoint, *_older_checkpoints(checkpoint)]:
+        try:
+            state = load_checkpoint_state(candidate)
+            if "epoch" not in state or "model" not in state:
+                raise KeyError("epoch/model")
+        except UNREADABLE as err:
+            name = Path(candidate.path).name
+            log.warning("checkpoint %s is unreadable (%s: %s); trying the one before it",
+                        candidate.path, type(err).__name__, err)
+            skipped.append(name)
+            continue
+        return state, skipped
+    raise RuntimeError(f"no readable checkpoint in {Path(checkpoint.path).parent} (unreadable: "
+                       f"{', '.join(skipped)}); delete the run folder to start over")
+
+
+def _older_checkpoints(checkpoint: Checkpoint) -> list[Checkpoint]:
+    """Checkpoint folders of the same run named before `checkpoint`, newest first."""
+    fs, path = checkpoint.filesystem, checkpoint.path
+    parent, name = os.path.dirname(path.rstrip("/")), os.path.basename(path.rstrip("/"))
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(parent, allow_not_found=True))
+    names = sorted((i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory
+                    and i.base_name.startswith(CHECKPOINT_PREFIX) and i.base_name < name),
+                   reverse=True)
+    return [Checkpoint(os.path.join(parent, n), filesystem=fs) for n in names]
+
+
+def warn_if_latest_unreadable(run_dir: Path) -> None:
+    """Name the run's latest checkpoint folder in a warning when its state cannot be read (the
+    workers then resume from the one before it); nothing when the run has none."""
+    if not run_dir.is_dir():
+        return
+    folders = sorted(p for p in run_dir.iterdir()
+                     if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX))
+    if not folders:
+        return
+    latest = folders[-1]
+    try:
+        torch.load(latest / STATE_FILE, map_location="cpu", weights_only=True)
+    except UNREADABLE as err:
+        before = folders[-2].name if len(folders) > 1 else "none (training starts over)"
+        log.warning("the latest checkpoint %s is unreadable (%s); resuming from the one before "
+                    "it: %s", latest, type(err).__name__, before)
 
 
 # ---------------------------------------------------------------------- on the workers
@@ -226,6 +294,14 @@ class _WorkerContext:
         self.worker_train = replace(self.train, device=str(self.device),
                                     seed=self.train.seed + self.rank)
         self.start_epoch = 0
+        self.skipped: list[str] = []  # unreadable checkpoints passed over when resuming
+        self.resumed_at = 0  # time.time_ns() of the resume
+
+    def checkpoint_dir_name(self, epoch: int) -> str:
+        """epoch-00003; after resuming past an unreadable checkpoint, epoch-00003-r<time>: a
+        re-trained epoch never shares a folder with a checkpoint Ray already recorded."""
+        name = f"{CHECKPOINT_PREFIX}{epoch:05d}"
+        return f"{name}-r{self.resumed_at}" if self.skipped else name
 
     def restore(self, model: torch.nn.Module) -> tuple[dict[str, Any] | None,
                                                        list[dict[str, float]]]:
@@ -233,7 +309,8 @@ class _WorkerContext:
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
             return None, []
-        state = load_checkpoint_state(checkpoint)
+        state, self.skipped = load_resumable_state(checkpoint)
+        self.resumed_at = time.time_ns()
         generators = state.pop("generators")
         # A worker count that changed since the checkpoint: ranks reuse the saved streams.
         state["generator"] = generators[self.rank % len(generators)]
@@ -262,7 +339,7 @@ class _Reporter:
         with tempfile.TemporaryDirectory(prefix="hgnas_ckpt_") as folder:
             torch.save(saved, os.path.join(folder, STATE_FILE))
             ray.train.report(report, checkpoint=Checkpoint.from_directory(folder),
-                             checkpoint_dir_name=f"epoch-{epoch:05d}")
+                             checkpoint_dir_name=self.ctx.checkpoint_dir_name(epoch))
 
 
 def _mean_over_workers(metrics: dict[str, float], world: int, device: torch.device
