@@ -27,6 +27,10 @@ class DataError(HgnasError):
     """A dataset is missing, unreadable or has the wrong shape."""
 
 
+class ClusterError(HgnasError):
+    """The Ray cluster cannot be reached, or can never provide what a stage asks for."""
+
+
 class ExportError(HgnasError):
     """An exported model cannot be written or read (weights not matching, files missing)."""
 

@@ -17,6 +17,10 @@ because nothing between an actor and the driver holds scores back:
 - the driver iterates with ``prefetch_batches=0`` (with the default prefetch it holds each
   block until the next one arrives: on a corpus of a few blocks, until the end of the run).
 
+Every scored block carries the id of the node whose actor scored it (a pass-through column, not
+written): `ScoringReport.nodes` counts the cells each node scored in this run, so a multi-node
+run shows that every node took part.
+
 Metrics for the dashboard (`ray.util.metrics`): ``hgnas_corpus_cells_scored`` (by status),
 ``hgnas_corpus_cell_failures``, ``hgnas_corpus_scoring_rate`` (cells/s of each worker's last
 batch) and ``hgnas_corpus_shards_done``.
@@ -46,10 +50,12 @@ from hgnas_ray.corpus.scoring import (
     records_to_table,
     write_scored_shard,
 )
+from hgnas_ray.distributed.runtime import check_gpus
 from hgnas_ray.errors import HgnasError
 
 logger = logging.getLogger(__name__)
 PATH_COLUMN = "path"  # added by read_parquet(include_paths=True)
+NODE_COLUMN = "scored_on_node"  # added by RayCorpusScorer: the Ray node id of its actor
 DEFAULT_ROWS_PER_BATCH = 16
 
 
@@ -62,6 +68,12 @@ class ScoringReport:
     cells: int = 0
     cell_errors: int = 0
     seconds: float = 0.0
+    nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> cells it scored
+
+    def node_summary(self) -> str:
+        """"<node id, 8 hex digits>: cells" per node, most cells first."""
+        counts = sorted(self.nodes.items(), key=lambda item: (-item[1], item[0]))
+        return ", ".join(f"{node[:8]}: {cells}" for node, cells in counts) or "none"
 
     @property
     def ok(self) -> bool:
@@ -76,7 +88,9 @@ class RayCorpusScorer:
 
         torch.set_num_threads(max(1, torch_threads))  # this actor's CPUs, no oversubscription
         self.scorer = CorpusScorer(config)
-        self.worker = ray.get_runtime_context().get_actor_id() or "driver"
+        context = ray.get_runtime_context()
+        self.worker = context.get_actor_id() or "driver"
+        self.node = context.get_node_id()
         self.cells = metrics.Counter("hgnas_corpus_cells_scored", tag_keys=("status",),
                                      description="corpus cells scored, by status")
         self.failures = metrics.Counter("hgnas_corpus_cell_failures",
@@ -94,7 +108,9 @@ class RayCorpusScorer:
         if "error" in statuses:
             self.failures.inc(statuses.count("error"))
         self.rate.set(len(statuses) / max(elapsed, 1e-9), tags={"worker": self.worker[:12]})
-        return scores.append_column(PATH_COLUMN, batch.column(PATH_COLUMN))
+        nodes = pa.array([self.node] * scores.num_rows, pa.string())
+        return scores.append_column(PATH_COLUMN, batch.column(PATH_COLUMN)).append_column(
+            NODE_COLUMN, nodes)
 
 
 def score_corpus(corpus_dir: str | Path, config: ScoringConfig, out_dir: str | Path | None = None,
@@ -106,6 +122,7 @@ def score_corpus(corpus_dir: str | Path, config: ScoringConfig, out_dir: str | P
     ``on_shard(name, table)`` is called after each score shard is written.
     """
     _check_resources(concurrency, num_cpus, num_gpus, rows_per_batch)
+    check_gpus(num_gpus, "corpus scoring")  # Ray Data would otherwise wait for GPUs forever
     if num_gpus > 0 and config.device == "cpu":
         config = replace(config, device="cuda")
     config.validate()
@@ -125,6 +142,8 @@ def score_corpus(corpus_dir: str | Path, config: ScoringConfig, out_dir: str | P
     if todo:
         ds = _pipeline(todo, config, concurrency, num_cpus, num_gpus, rows_per_batch, progress)
         _collect(ds, todo, report, on_shard)
+        logger.info("cells scored per node (%d node(s)): %s", len(report.nodes),
+                    report.node_summary())
     report.seconds = time.perf_counter() - start
     return report
 
@@ -186,6 +205,7 @@ def _collect(ds: ray.data.Dataset, todo: list[ShardTask], report: ScoringReport,
         # prefetch_batches=0: a block reaches the driver as soon as its task ends
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow",
                                      prefetch_batches=0):
+            _count_nodes(batch, report.nodes)
             for key, part in _split_by_path(batch).items():
                 buffers[key].append(part)
                 counts[key] += part.num_rows
@@ -225,9 +245,16 @@ def _finish(task: ShardTask, parts: list[pa.Table], report: ScoringReport,
         on_shard(task.out_path.name, table)
 
 
+def _count_nodes(batch: pa.Table, nodes: dict[str, int]) -> None:
+    if NODE_COLUMN in batch.column_names:
+        for node in batch.column(NODE_COLUMN).to_pylist():
+            nodes[node] = nodes.get(node, 0) + 1
+
+
 def _split_by_path(batch: pa.Table) -> dict[str, pa.Table]:
     paths = batch.column(PATH_COLUMN).to_pylist()
-    scores = batch.drop_columns([PATH_COLUMN])
+    scores = batch.drop_columns([c for c in (PATH_COLUMN, NODE_COLUMN)
+                                 if c in batch.column_names])
     parts = {}
     for path in dict.fromkeys(paths):
         rows = [i for i, p in enumerate(paths) if p == path]

@@ -18,6 +18,7 @@ from ray.exceptions import RayError
 from ray.util import metrics
 
 from hgnas_ray.corpus.scoring import CorpusScorer, failed_record
+from hgnas_ray.distributed.runtime import check_gpus
 
 
 @ray.remote
@@ -36,6 +37,7 @@ def actor_pool_evaluate(scoring: Mapping[str, Any], workers: int, key: Callable[
                         text: Callable[[Any], str], num_cpus: float = 1.0,
                         num_gpus: float = 0.0) -> Callable[[Sequence[Any]], Iterator[dict]]:
     """An `Evaluate` for `run_search` backed by `workers` scoring actors (Ray must be up)."""
+    check_gpus(num_gpus, "search evaluation")  # actors would otherwise wait for GPUs forever
     actor = _ScoringActor.options(num_cpus=num_cpus, num_gpus=num_gpus)
     actors = [actor.remote(dict(scoring)) for _ in range(workers)]
     proxies = list(scoring["proxies"])
