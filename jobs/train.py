@@ -206,11 +206,14 @@ def _workers(args: argparse.Namespace) -> int:
     """--workers, else one per GPU of the cluster with --gpu, else 1."""
     import ray
 
+    gpus = int(ray.cluster_resources().get("GPU", 0))
     if args.workers is not None:
+        if args.gpu and args.workers > gpus:
+            log.warning("--workers %d with --gpu but the cluster has %d GPU(s) now: training "
+                        "waits until an autoscaler adds the rest", args.workers, gpus)
         return args.workers
     if not args.gpu:
         return 1
-    gpus = int(ray.cluster_resources().get("GPU", 0))
     if gpus < 1:
         raise ConfigError("--gpu but the Ray cluster has no GPUs now; drop --gpu, or pass "
                           "--workers N for an autoscaling cluster whose GPU nodes are not up yet")

@@ -30,6 +30,7 @@ from hgnas_ray.training.final import (
     augment_images,
     distillation_loss,
     final_network,
+    read_teacher,
     recipe_loss,
 )
 from hgnas_ray.training.recipes import RECIPES, get_recipe
@@ -160,6 +161,19 @@ def test_distillation_mixes_the_teachers_softened_logits_into_the_loss():
         0.75 * float(terms["cross_entropy"]) + 0.25 * float(soft), rel=1e-5)
 
 
+def test_a_torchscript_teacher_is_checked_against_the_task(tmp_path, digits):
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    path = tmp_path / "teacher.pt"
+    torch.jit.trace(teacher, torch.zeros(2, 1, 8, 8)).save(str(path))
+    data = read_teacher(path, digits.info)
+    assert data == path.read_bytes()
+    wrong = tmp_path / "wrong.pt"
+    torch.jit.trace(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3)).eval(),
+                    torch.zeros(2, 1, 8, 8)).save(str(wrong))
+    with pytest.raises(ConfigError, match=r"not \(2, 10\) logits"):
+        read_teacher(wrong, digits.info)
+
+
 # ---------------------------------------------------------------------- squeeze-excite
 def test_squeeze_excite_is_opt_in_and_counted(digits):
     genotype = MacroGenotype.from_json(TINY)
@@ -253,3 +267,5 @@ def test_an_unreadable_latest_checkpoint_is_named_and_the_previous_one_used(
                for r in caplog.records)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["resumed_from"] == 1 and [e["epoch"] for e in metrics["history"]] == [1, 2, 3]
+    # the re-trained epoch 2 did not reuse the damaged folder's name
+    assert list((out / "runs" / "final").glob("epoch-00002-r*"))
