@@ -24,7 +24,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m ''
 
 demo: $(STAMP)
-	$(PY) jobs/search.py --config jobs/configs/demo.yaml
+	$(PY) jobs/search.py --config jobs/configs/smoke.yaml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hgnas_ray jobs tests benchmarks

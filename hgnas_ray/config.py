@@ -26,21 +26,16 @@ MAX_SEED = 2**63 - 1  # numpy takes any seed >= 0, torch.manual_seed one below 2
 
 @dataclasses.dataclass(frozen=True)
 class RayConfig:
-    """Where Ray runs and what one candidate asks of it (plain data: no ray import here)."""
+    """Where Ray runs (plain data: no ray import here)."""
 
     address: str | None = None  # None: start Ray in-process; "auto": join a running cluster
     num_cpus: int | None = None  # in-process only; None: all cores
     include_dashboard: bool = False
-    cpus_per_candidate: float = 1.0
-    gpus_per_candidate: float = 0.0
 
     def validate(self) -> None:
         if self.num_cpus is not None and self.num_cpus < 1:
             raise ConfigError(f"ray.num_cpus must be >= 1 (or null: all cores); got "
                               f"{self.num_cpus}")
-        if not (self.cpus_per_candidate > 0 and self.gpus_per_candidate >= 0):
-            raise ConfigError(f"ray.cpus_per_candidate must be > 0 and ray.gpus_per_candidate "
-                              f">= 0; got {self.cpus_per_candidate} and {self.gpus_per_candidate}")
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:

@@ -1,11 +1,15 @@
-"""The search job: `python jobs/search.py --config jobs/configs/demo.yaml` (or `ray job submit`).
+"""The search job: `python jobs/search.py --config jobs/configs/smoke.yaml` (or `ray job submit`).
 
-The entry point only: options, config, logging, the one-line error. The loop is
-`hgnas_ray.search.job` (current stage: sample macro networks within the budget and evaluate
-each as a Ray task - build, exact params/MACs, a forward pass on a real probe batch, zero-cost
-proxies; results stream into `<storage_path>/<run_name>/candidates.jsonl`, and a re-run skips
-candidates already there). The generative stages (cell generator, sequence generator, HL-Evo,
-candidate training) replace the random sampler in later milestones.
+    python jobs/search.py --config jobs/configs/cifar10.yaml [--set key=value ...] [--out DIR]
+    ray job submit --working-dir . -- python jobs/search.py --config jobs/configs/cifar10.yaml \\
+        --set ray.address=auto --set storage_path=/shared/hgnas
+
+Stages (`hgnas_ray.search.pipeline`): corpus (Ray Data) -> cell generator and sequence
+generator (Ray Train; or the artifacts the config names) -> conditional generation ranked by the
+proxy on the task's images (Ray Tune) -> optional HL-Evo refinement -> training of the top
+candidates with ASHA (Ray Tune) -> export -> report. Each stage is skipped when its output
+exists and matches the config, so re-running the same command after a kill continues where it
+stopped. The run folder is `<storage_path>/<run_name>` (or --out).
 """
 
 from __future__ import annotations
@@ -13,24 +17,33 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from hgnas_ray.cli import OneLineParser, run_reporting_errors
 from hgnas_ray.cli.log import configure_logging
 from hgnas_ray.config import load_config
 from hgnas_ray.search.config import SearchConfig
-from hgnas_ray.search.job import format_ranking, run_search_job
+
+SMOKE_CONFIG = "jobs/configs/smoke.yaml"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(prog="search.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="YAML config (see jobs/configs/demo.yaml)")
+    parser.add_argument("--config", help="YAML config (see jobs/configs/)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set sample.num_candidates=8")
+                        help="override a config value, e.g. --set train.top_k=8")
     parser.add_argument("--data", default=None, metavar="DIR",
                         help="data root holding the task's folder (overrides data.root; "
                              "default: HGNAS_DATA)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="run folder (overrides storage_path and run_name: its parent and "
+                             "its name)")
     parser.add_argument("--smoke-test", action="store_true",
-                        help="4 candidates, small probe batch: a quick end-to-end check")
+                        help=f"the whole pipeline, small (--config {SMOKE_CONFIG} unless "
+                             "--config is given)")
+    parser.add_argument("--force", action="store_true",
+                        help="reuse a run folder made with another config, rerunning the "
+                             "stages the change affects")
     return parser.parse_args(argv)
 
 
@@ -41,26 +54,43 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    overrides = list(args.set)
-    if args.smoke_test:
-        overrides += ["sample.num_candidates=4", "data.probe_size=16"]
-    config = load_config(SearchConfig, args.config, overrides)
+    from hgnas_ray.distributed.runtime import quiet_ray_libraries
+
+    quiet_ray_libraries()  # before ray.data and ray.tune load
+    from hgnas_ray.distributed.search_job import RayExecutors
+    from hgnas_ray.search.pipeline import run_pipeline
+
+    path = args.config
+    if path is None and args.smoke_test:
+        path = Path(__file__).resolve().parent / "configs" / "smoke.yaml"
+    config = load_config(SearchConfig, path, args.set)
     if args.data is not None:
         config = replace(config, data=replace(config.data, root=args.data))
-    ranking = run_search_job(config, _evaluate_on_ray(config))
-    print(format_ranking(ranking, config.sample.rank_by))
+    if args.out is not None:
+        out = Path(args.out).expanduser().resolve()
+        config = replace(config, storage_path=str(out.parent), run_name=out.name)
+    result = run_pipeline(config, RayExecutors(config.ray), force=args.force)
+    print(summary(result))
     return 0
 
 
-def _evaluate_on_ray(config: SearchConfig):
-    """The loop's `EvaluateMany`: Ray is imported (and started) only when there is work."""
-
-    def evaluate(genotypes, evaluator, on_result) -> None:
-        from hgnas_ray.distributed.candidates import ray_evaluate_many
-
-        ray_evaluate_many(config.ray)(genotypes, evaluator, on_result)
-
-    return evaluate
+def summary(result) -> str:
+    """What the job prints at the end: where the results are and the best candidate."""
+    lines = [f"\nrun folder: {result.run_dir}",
+             f"  {len(result.candidates)} candidates scored, {len(result.trained)} trained"]
+    best = result.best
+    if best is None:
+        lines.append("  no candidate finished training: nothing exported")
+    else:
+        accuracy = best.get("accuracy")
+        lines.append(f"  best: {best.get('hash', '?')[:12]}  test accuracy "
+                     f"{accuracy if accuracy is None else f'{accuracy:.2f}%'}  "
+                     f"params={best['params']:,}  MACs={best['macs']:,} "
+                     f"(FLOPs = 2 x MACs = {best['flops']:,})")
+        lines.append(f"  exported to {result.run_dir / 'export'}")
+    if result.report is not None:
+        lines.append(f"  report: {result.report}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -9,20 +9,25 @@ from hgnas_ray.search.config import SearchConfig
 
 def test_defaults_yaml_and_overrides_round_trip(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("sample:\n  num_candidates: 3\nbudget:\n  max_params: 1000000\n")
-    config = load_config(SearchConfig, path, ["sample.seed=7", "data.task=digits"])
-    assert config.sample.num_candidates == 3 and config.sample.seed == 7
+    path.write_text("generate:\n  per_setting: 3\nbudget:\n  max_params: 1000000\n")
+    config = load_config(SearchConfig, path, ["generate.seed=7", "data.task=digits"])
+    assert config.generate.per_setting == 3 and config.generate.seed == 7
     assert config.budget.max_params == 1_000_000 and config.data.task == "digits"
     saved = save_config(config, tmp_path / "out" / "config.yaml")
     assert load_config(SearchConfig, saved) == config
-    assert to_dict(config)["sample"]["proxies"] == list(config.sample.proxies)
+    assert to_dict(config)["generate"]["proxies"] == list(config.generate.proxies)
 
 
 @pytest.mark.parametrize("overrides, fragment", [
-    (["sample.num_cand=3"], "unknown config key 'sample.num_cand'"),
-    (["sample.num_candidates=abc"], "sample.num_candidates must be int"),
-    (["sample.num_candidates=0"], "num_candidates must be >= 1"),
-    (["sample.rank_by=synflow"], "not among sample.proxies"),
+    (["generate.per_set=3"], "unknown config key 'generate.per_set'"),
+    (["generate.per_setting=abc"], "generate.per_setting must be int"),
+    (["generate.per_setting=0"], "per_setting >= 1"),
+    (["generate.fitness=synflow"], "needs \\['synflow'\\] in generate.proxies"),
+    (["train.recipe.lr=-1"], "lr > 0"),
+    (["macro.grid=huge"], "macro.grid must be one of"),
+    (["budget.max_params=null"], "needs a budget"),
+    (["corpus.network=tiny"], "corpus.network must be one of"),
+    (["export.formats=[tflite]"], "unknown \\['tflite'\\]"),
     (["nokey"], "must read key=value"),
 ])
 def test_bad_values_name_the_key(overrides, fragment):
@@ -34,6 +39,6 @@ def test_missing_or_malformed_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(SearchConfig, tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("sample: [1, 2\n")
+    bad.write_text("generate: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(SearchConfig, bad)

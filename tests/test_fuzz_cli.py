@@ -676,7 +676,7 @@ def test_fuzz_pretrain_configs(examples: int, job: str) -> None:
 
 # ------------------------------------------------------------------ the search job
 def search_config_dict() -> dict:
-    return yaml.safe_load((ROOT / "jobs" / "configs" / "demo.yaml").read_text())
+    return yaml.safe_load((ROOT / "jobs" / "configs" / "smoke.yaml").read_text())
 
 
 @pytest.mark.parametrize("examples", PROFILES)
@@ -691,7 +691,8 @@ def test_fuzz_search_job_configs(examples: int) -> None:
 
     @fuzz(examples)
     @given(config=st.one_of(st.none(), mutated_yaml(base)), sets=set_values(leaf_keys(base)),
-           extra=mutated_argv({"--data": st.just("data"), "--smoke-test": st.just(None)}))
+           extra=mutated_argv({"--data": st.just("data"), "--smoke-test": st.just(None),
+                               "--force": st.just(None)}))
     def run(config, sets, extra) -> None:
         with sandbox() as root, mock.patch("hgnas_ray.data.load_task", no_data):
             argv = [*sets, *extra[0]]

@@ -28,7 +28,7 @@ from hgnas_ray.data.cifar_batches import CIFAR10_LAYOUT, load_batch_file
 from hgnas_ray.data.images import ImageDecoder
 from hgnas_ray.errors import ConfigError, DataError
 from hgnas_ray.search.config import SearchConfig
-from hgnas_ray.search.job import evaluate_serially, run_search_job
+from hgnas_ray.search.pipeline import LogMonitor, run_pipeline
 from hgnas_ray.space import format_genotype, sample_genotype
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,15 +96,15 @@ def test_config_file_of_the_wrong_shape_is_a_config_error(bad_yaml, kind) -> Non
 
 
 @pytest.mark.parametrize("override, needle", [
-    ("sample.seed={", "not valid YAML"),
-    ("sample.seed=-1", "sample.seed must be in"),
-    ("sample.seed=true", "sample.seed must be int"),
-    ("ray.cpus_per_candidate=.nan", "finite"),
-    ("ray.cpus_per_candidate=1.0e+999", "finite"),
+    ("generate.seed={", "not valid YAML"),
+    ("generate.seed=-1", "generate.seed must be in"),
+    ("generate.seed=true", "generate.seed must be int"),
+    ("train.num_cpus=.nan", "finite"),
+    ("train.num_cpus=1.0e+999", "finite"),
     ("ray.num_cpus=0", "ray.num_cpus"),
     ("data=5", "data must be a mapping"),
     ("data.probe_size.x=1", "data.probe_size must be int"),
-    ("sample.seed=" + "9" * 5000, "sample.seed"),
+    ("generate.seed=" + "9" * 5000, "generate.seed"),
 ])
 def test_bad_override_is_a_config_error(override: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
@@ -113,7 +113,7 @@ def test_bad_override_is_a_config_error(override: str, needle: str) -> None:
 
 @pytest.mark.parametrize("job, extra", [("search", []), ("pretrain", ["--corpus", "c", "--out",
                                                                        "o", "--workers", "0"])])
-@pytest.mark.parametrize("argv", [["--set", "sample.seed={"], ["--config", "LIST"],
+@pytest.mark.parametrize("argv", [["--set", "generate.seed={"], ["--config", "LIST"],
                                   ["--config", "SCALAR"]])
 def test_job_with_a_bad_config_is_one_line(job, extra, argv, bad_yaml, capsys) -> None:
     argv = [{"LIST": str(bad_yaml["list"]), "SCALAR": str(bad_yaml["scalar section"])}.get(a, a)
@@ -245,8 +245,17 @@ def test_search_run_folder_is_not_created_when_the_data_is_missing(root, tmp_pat
                                               f"data.root={tmp_path / root}",
                                               "data.download=false"])
     with pytest.raises(DataError):
-        run_search_job(config, evaluate_serially)
+        run_pipeline(config, _NoExecutors())
     assert not (tmp_path / "runs").exists()
+
+
+class _NoExecutors:
+    """Executors that fail the test if a stage reaches them (the data check comes first)."""
+
+    monitor = LogMonitor()
+
+    def __getattr__(self, name):
+        raise AssertionError(f"a stage ran ({name}) although the data is missing")
 
 
 # ------------------------------------------------------------------ item 6: messages

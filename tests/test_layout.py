@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hgnas_ray"
 RAY_IMPORT = re.compile(r"^\s*(import ray\b|from ray\b)", re.MULTILINE)
 CORE = ("hgnas_ray.space", "hgnas_ray.nn", "hgnas_ray.proxies", "hgnas_ray.evaluation",
         "hgnas_ray.data", "hgnas_ray.corpus", "hgnas_ray.generator", "hgnas_ray.generator.cells",
-        "hgnas_ray.models", "hgnas_ray.training", "hgnas_ray.search", "hgnas_ray.search.job",
+        "hgnas_ray.models", "hgnas_ray.training", "hgnas_ray.search", "hgnas_ray.search.pipeline",
         "hgnas_ray.bench", "hgnas_ray.config", "hgnas_ray.errors")
 FORBIDDEN = ("ray", "hgnas_ray.distributed", "hgnas_ray.cli")
 ROOT_LAYER = "(root)"  # hgnas_ray/__init__.py, config.py, errors.py

@@ -16,7 +16,9 @@ Each record, in the order of `genotypes`:
     {"index", "hash", "genotype" (dict), "status": "ok" | "stopped" (by ASHA) | "failed",
      "best_val_accuracy" (percent, None if no epoch finished), "val_accuracy" (last epoch),
      "epochs", "seconds" (training wall seconds), "error", "trial_id", "reported_at" (Unix time
-     of the trial's last report), "curve": [[epoch, val_accuracy], ...]}
+     of the trial's last report), "curve": [[epoch, val_accuracy], ...], "checkpoint" (path of
+     the trial's last checkpoint on the storage filesystem, None if none; its state.pt holds
+     the model of the last reported epoch, see `load_trial_state`)}
 """
 
 from __future__ import annotations
@@ -65,9 +67,11 @@ def train_candidates(genotypes: Sequence[Genotype | Mapping[str, Any]],
                      num_cpus: float = 1.0, num_gpus: float = 0.0, grace_period: int = 1,
                      reduction_factor: float = 2.0, max_failures: int = 0,
                      train_overrides: Sequence[Mapping[str, Any]] | None = None,
-                     verbose: int = 0) -> list[dict[str, Any]]:
+                     verbose: int = 0, callbacks: Sequence[tune.Callback] = ()
+                     ) -> list[dict[str, Any]]:
     """Train every genotype (see the module doc); `train_overrides[i]` changes candidate i's
-    training config (e.g. its learning rate). Starts a local Ray when none is running."""
+    training config (e.g. its learning rate); `callbacks` are extra Tune callbacks (progress).
+    Starts a local Ray when none is running."""
     candidates = _candidates(genotypes, _train_config(train), train_overrides)
     task = task if isinstance(task, TaskConfig) else from_dict(TaskConfig, task)
     _check_scheduling(max_concurrent, num_cpus, num_gpus, grace_period, reduction_factor)
@@ -92,20 +96,21 @@ def train_candidates(genotypes: Sequence[Genotype | Mapping[str, Any]],
                          "threads": max(1, int(num_cpus))},
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
                                         max_concurrent_trials=max_concurrent),
-            run_config=_run_config(experiment, max_failures, verbose))
+            run_config=_run_config(experiment, max_failures, verbose, callbacks))
     with contextlib.redirect_stdout(sys.stderr):  # Tune prints its tables on stdout
         grid = tuner.fit()
     return _records(grid, candidates)
 
 
-def _run_config(experiment: Path, max_failures: int, verbose: int) -> tune.RunConfig:
+def _run_config(experiment: Path, max_failures: int, verbose: int,
+                callbacks: Sequence[tune.Callback] = ()) -> tune.RunConfig:
     """Results and one checkpoint per trial under `experiment`; failed trials stay failed
     unless `max_failures` allows retries (from the last checkpoint)."""
     return tune.RunConfig(name=experiment.name, storage_path=str(experiment.parent),
                           verbose=verbose,
                           failure_config=tune.FailureConfig(max_failures=max_failures),
                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                          callbacks=[_TrialLog()])
+                          callbacks=[_TrialLog(), *callbacks])
 
 
 def _train_config(train: CandidateTrainConfig | Mapping[str, Any]) -> CandidateTrainConfig:
@@ -171,6 +176,12 @@ def _report(epoch: int, report: dict[str, Any], state: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         torch.save(state, Path(folder) / STATE_FILE)
         tune.report(dict(report), checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def load_trial_state(checkpoint_path: str) -> dict[str, Any]:
+    """The training state (model, optimizer, ..., metrics) of a record's "checkpoint"."""
+    with tune.Checkpoint(checkpoint_path).as_directory() as folder:
+        return torch.load(Path(folder) / STATE_FILE, weights_only=True, map_location="cpu")
 
 
 def _restored_state() -> dict[str, Any] | None:
@@ -246,7 +257,8 @@ def _record(result: tune.Result, candidate: dict[str, Any]) -> dict[str, Any]:
             "error": _error_text(result.error) if result.error is not None else None,
             "trial_id": last.get("trial_id"),
             "reported_at": last.get("timestamp") if "epoch" in last else None,
-            "curve": curve}
+            "curve": curve,
+            "checkpoint": result.checkpoint.path if result.checkpoint is not None else None}
 
 
 def _error_text(error: BaseException) -> str:

@@ -1,6 +1,6 @@
 """Search: strategies (ask/tell: random, evolution, generative, hl-evo), the budgeted macro space,
 fitness, the run store, the proxy cache and the search loop;
-plus the search job's configuration (`config`) and loop (`job`).
+plus the search job's configuration (`config`) and its stages (`pipeline`).
 
 Candidates are evaluated by `hgnas_ray.evaluation.Evaluator`; Ray stays in `hgnas_ray.distributed`.
 `pretrained` (the cell generator as a search component) is not imported here: it loads
