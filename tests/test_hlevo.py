@@ -259,11 +259,11 @@ def test_histories_of_a_two_setting_grid_resume_and_refuse_another_grid(tiny_art
     artifact = tiny_artifact
     settings = [HistorySetting(TaskShape(10, 16), Budget(max_params=60_000)),
                 HistorySetting(TaskShape(100, 16, 1), Budget(max_macs=4_000_000))]
-    config = HistoryConfig(fitness="params", evaluations=10, population=3, space_evaluations=5,
-                           probe_batch=4, max_width=32, pool_size=3, batch_size=5)
+    config = HistoryConfig(fitness="params", evaluations=6, population=3, space_evaluations=3,
+                           probe_batch=4, max_width=32, pool_size=3, batch_size=3)
     out = write_histories(tmp_path / "h", settings, artifact, config)
     rows = read_histories(out)
-    assert len(rows) == 20
+    assert len(rows) == 12
     for row in rows:
         genotype = MacroGenotype.from_dict(row["genotype"])
         task, budget = TaskShape(**row["task"]), Budget(**row["budget"])
@@ -277,10 +277,10 @@ def test_histories_of_a_two_setting_grid_resume_and_refuse_another_grid(tiny_art
     assert not (out / "runs").exists()
     with pytest.raises(ConfigError, match="another grid"):
         write_histories(out, settings[:1], artifact, config)
-    # more evaluations continue each search from its run store: the first 10 lines stay
+    # more evaluations continue each search from its run store: the first 6 lines stay
     (out / "runs_moved").rename(out / "runs")
-    write_histories(out, settings, artifact, replace(config, evaluations=14))
+    write_histories(out, settings, artifact, replace(config, evaluations=9))
     longer = read_histories(out)
-    assert len(longer) == 28
-    first = [r for r in longer if r["task"] == rows[0]["task"]][:10]
-    assert [r["genotype"] for r in first] == [r["genotype"] for r in rows[:10]]
+    assert len(longer) == 18
+    first = [r for r in longer if r["task"] == rows[0]["task"]][:6]
+    assert [r["genotype"] for r in first] == [r["genotype"] for r in rows[:6]]

@@ -3,7 +3,8 @@ corpus is scored exactly once (Parquet rows counted by hash).
 
 Kill points: before the first shard is written, between shards, and while the last shard is in
 flight, for small shards (several per run); while the only shard is in flight, for the default
-shard size (the whole corpus in one shard); at random moments, again and again (slow). Each run
+shard size (the whole corpus in one shard; slow, as the small-shard test kills a run with a shard
+in flight too); at random moments, again and again (slow). Each run
 is the real command in its own process, joining the module's local Ray (2 CPUs) as a driver
 under `ray job submit` does; it is killed alone, with SIGKILL, as a crashed or evicted driver
 would be. A tiny scoring setting (digits, a 4-channel skeleton) keeps a run to seconds.
@@ -177,6 +178,7 @@ def test_small_shards_killed_before_between_and_during_the_last(tmp_path, local_
     _assert_exactly_once(scores, hashes)
 
 
+@pytest.mark.slow
 def test_default_shard_size_killed_during_its_only_shard(tmp_path, local_ray):
     corpus = tmp_path / "corpus"
     hashes = _build(corpus, 12, shard_size=DEFAULT_SHARD_SIZE)  # one shard

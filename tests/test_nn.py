@@ -229,11 +229,13 @@ def test_cost_units() -> None:
     assert cost.to_dict() == {"params": 10, "macs": 21, "flops": 42}
 
 
-@pytest.mark.parametrize("skeleton", [SkeletonSize(8, 1), SkeletonSize(16, 2)])
-def test_cell_network_cost_is_exact(skeleton: SkeletonSize) -> None:
+SKELETONS = [SkeletonSize(8, 1), SkeletonSize(16, 2)]
+
+
+def _check_cell_networks(skeleton: SkeletonSize, cells: int) -> None:
     rng = np.random.default_rng(skeleton.channels)
     task = TaskShape()
-    for _ in range(25):
+    for _ in range(cells):
         cell = sample_cell(rng)
         cost = genotype_cost(cell, task, skeleton)
         assert cost.macs == _flop_counter_macs(lambda c=cell: build_network(c, task, skeleton))
@@ -241,10 +243,22 @@ def test_cell_network_cost_is_exact(skeleton: SkeletonSize) -> None:
         assert cost.params == sum(p.numel() for p in real.parameters())
 
 
-def test_macro_network_cost_is_exact() -> None:
+@pytest.mark.parametrize("skeleton", SKELETONS)
+def test_cell_network_cost_is_exact(skeleton: SkeletonSize) -> None:
+    """The first 8 random cells per skeleton; the 25 of each run under -m slow."""
+    _check_cell_networks(skeleton, 8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skeleton", SKELETONS)
+def test_cell_network_cost_is_exact_on_25_cells(skeleton: SkeletonSize) -> None:
+    _check_cell_networks(skeleton, 25)
+
+
+def _check_macro_networks(networks: int) -> None:
     rng = np.random.default_rng(0)
     task = TaskShape()
-    for index in range(50):
+    for index in range(networks):
         genotype = sample_macro(rng, max_stages=2, max_width=64 if index % 2 else 256)
         cost = genotype_cost(genotype, task)
         flop_macs = _flop_counter_macs(lambda g=genotype: build_network(g, task))
@@ -253,6 +267,17 @@ def test_macro_network_cost_is_exact() -> None:
         if index < 10:
             real = build_network(genotype, task)
             assert cost.params == sum(p.numel() for p in real.parameters())
+
+
+def test_macro_network_cost_is_exact() -> None:
+    """The first 16 random networks (half of them up to 256 channels wide); the 50 run under
+    -m slow. tests/test_cost_model.py checks macro_cost against our own tracing on 36 more."""
+    _check_macro_networks(16)
+
+
+@pytest.mark.slow
+def test_macro_network_cost_is_exact_on_50_networks() -> None:
+    _check_macro_networks(50)
 
 
 def test_cost_depends_on_the_task() -> None:

@@ -5,6 +5,8 @@ resume test re-runs the same runs folder with more CCNF epochs and checks that t
 continues from the checkpoint instead of starting over; the kill test SIGKILLs a job's driver
 mid-way through the G-VAE run and checks that the next run continues from the last checkpoint.
 Six Ray Train runs in all (about 15 s each on a busy 2-core machine; the kill test about 75 s).
+The kill test runs under -m slow: resuming an unfinished run from its checkpoint is the resume
+test's CCNF run in the default suite.
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ def _settled_epoch(run_dir, quiet: float = 6.0, timeout: float = 120.0) -> int:
     pytest.fail("the killed run's snapshot kept changing")
 
 
+@pytest.mark.slow
 def test_killed_job_resumes_from_the_latest_checkpoint(local_ray, corpus, tmp_path):
     out, runs = tmp_path / "generator", tmp_path / "runs"
     long = replace(TINY, gvae_train=replace(TINY.gvae_train, epochs=500))
