@@ -162,14 +162,16 @@ def _trial_checkpoints(run: Path) -> list[Path]:
     return list(run.glob("tune/train-*/*/checkpoint_*"))
 
 
-def test_a_kill_during_candidate_training_resumes_without_repeating_work(first_run,
-                                                                         storage) -> None:
+def test_a_kill_during_candidate_training_resumes_without_repeating_work(first_run, storage,
+                                                                         local_ray) -> None:
     """A second run (its own folder; corpus and generators reused from the shared folder) is
-    killed once a training trial has checkpointed; the same command then finishes it."""
+    killed once a training trial has checkpointed; the same command then finishes it. The job
+    joins this module's Ray instance (as under `ray job submit`): killing the driver ends its
+    trials."""
     config = storage / "tiny.yaml"
     argv = [sys.executable, str(JOB), "--config", str(config), "--set",
             f"storage_path={storage}", "--set", "run_name=killed", "--set",
-            "train.recipe.epochs=6", "--set", "ray.num_cpus=2"]
+            "train.recipe.epochs=6", "--set", f"ray.address={local_ray}"]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
     env.pop("RAY_ADDRESS", None)
     run = storage / "killed"
