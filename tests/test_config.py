@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hgnas_ray.config import load_config, save_config, to_dict
@@ -42,3 +44,15 @@ def test_missing_or_malformed_file(tmp_path):
     bad.write_text("generate: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(SearchConfig, bad)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "jobs" /
+                                         "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    config = load_config(SearchConfig, path)
+    assert config.budget.max_params or config.budget.max_macs
+
+
+def test_imagenet_config_counts_flops_as_the_paper_does():
+    path = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "imagenet.yaml"
+    assert 2 * load_config(SearchConfig, path).budget.max_macs == 450_000_000
