@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from hgnas_ray.errors import ConfigError, ExportError, unknown_name
 from hgnas_ray.nn.builder import Genotype, SkeletonSize, TaskShape, build_network, genotype_cost
+from hgnas_ray.nn.device import resolve_device
 from hgnas_ray.space.genotypes import genotype_from_dict, genotype_hash
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def export_model(out_dir: str | Path, genotype: Genotype, state_dict: Mapping[st
     Raises ExportError when `state_dict` does not fit the genotype's network, and
     ConfigError/RegistryError for bad arguments (checked before anything is written)."""
     _check_arguments(accuracy, extra_metrics, formats, latency_batch_sizes, latency_runs)
-    run_device = _resolve_device(device)
+    run_device = resolve_device(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(out)
@@ -118,7 +119,7 @@ def load_exported(out_dir: str | Path, device: str = "cpu") -> tuple[Genotype, n
                           "export the model again") from None
     weights = load_file(str(out / WEIGHTS_FILE), device="cpu")
     model = _network(genotype, weights, task, skeleton)
-    return genotype, model.to(_resolve_device(device))
+    return genotype, model.to(resolve_device(device))
 
 
 def genotype_record(genotype: Genotype, task: TaskShape, skeleton: SkeletonSize) -> dict:
@@ -198,16 +199,6 @@ def _images(task: TaskShape, batch: int) -> Tensor:
     generator = torch.Generator().manual_seed(0)
     return torch.randn(batch, *task.input_shape, generator=generator)
 
-
-def _resolve_device(name: str) -> torch.device:
-    """"auto" -> the current CUDA device when there is one, else the CPU (never cuda:0)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"invalid device {name!r} ({err}); use 'auto', 'cpu', 'cuda' or "
-                          "'cuda:<index>'") from None
 
 
 def _task_dict(task: TaskShape) -> dict[str, int]:

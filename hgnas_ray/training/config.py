@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from hgnas_ray.errors import ConfigError
+from hgnas_ray.nn.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -27,14 +26,3 @@ class TrainConfig:
             raise ConfigError(f"grad_clip must be > 0 or None; got {self.grad_clip}")
         resolve_device(self.device)
         return self
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> the current CUDA device when one is available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"invalid device {name!r} ({err}); use 'auto', 'cpu', 'cuda' or "
-                          "'cuda:<index>'") from None
