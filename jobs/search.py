@@ -21,8 +21,6 @@ from pathlib import Path
 
 from hgnas_ray.cli import OneLineParser, run_reporting_errors
 from hgnas_ray.cli.log import configure_logging
-from hgnas_ray.config import load_config
-from hgnas_ray.search.config import SearchConfig
 
 SMOKE_CONFIG = "jobs/configs/smoke.yaml"
 
@@ -57,7 +55,10 @@ def _run(args: argparse.Namespace) -> int:
     from hgnas_ray.distributed.runtime import quiet_ray_libraries
 
     quiet_ray_libraries()  # before ray.data and ray.tune load
+    # after configure_logging: torch_geometric's import-time warnings stay hidden
+    from hgnas_ray.config import load_config
     from hgnas_ray.distributed.search_job import RayExecutors
+    from hgnas_ray.search.config import SearchConfig
     from hgnas_ray.search.pipeline import run_pipeline
 
     path = args.config
