@@ -193,7 +193,8 @@ def _best_lines(best: Mapping | None) -> list[str]:
     flops = best.get("flops", 2 * macs if _finite(macs) else None)
     return ["", "### Best candidate (exported)", "",
             f"- Hash: `{best.get('hash', 'n/a')}`",
-            f"- Accuracy: {_fmt(best.get('accuracy'))} % (validation)",
+            f"- Accuracy: {_fmt(best.get('accuracy'))} % "
+            f"({(best.get('extra') or {}).get('accuracy_is', 'as export/metrics.json says')})",
             f"- Parameters: {_count(best.get('params'))}",
             f"- MACs: {_count(macs)} per image",
             f"- FLOPs (= 2 x MACs): {_count(flops)} per image",
