@@ -53,7 +53,7 @@ TMP_SUFFIX = ".tmp"
 LATENCY_WARMUP = 3
 DEFAULT_SKELETON = SkeletonSize()  # cell and NAS-Bench-201 genotypes only
 METRIC_UNITS = {
-    "accuracy": "percent (validation accuracy of the trained network, as given)",
+    "accuracy": "percent, as the caller measured it (the search job: see extra.accuracy_is)",
     "params": "trainable parameters of the network (count; BN running statistics excluded)",
     "macs": "multiply-accumulates of one forward pass of one image",
     "flops": "FLOPs = 2 x MACs, one forward pass of one image",
