@@ -25,7 +25,7 @@ stages whose key changed run again.
 
 Run folder: config.yaml, stages.json (markers and timings), candidates.jsonl (every scored
 candidate, generated then refined, each with its `fitness`), trained.json, tune/ (Tune
-experiments), refine/ (HL-Evo run store), export/, report.md, report/.
+experiments), refine/<key>/ (HL-Evo run store), export/, report.md, report/.
 """
 
 from __future__ import annotations
@@ -512,7 +512,7 @@ def refine_with_hlevo(pipeline: _Pipeline, task: TaskShape, cells: Path,
                            GeneratorCells(CellGenerator.load(cells), seed=cfg.seed))
     strategy = HLEvolution(space, pipeline.fitness, seed=cfg.seed,
                            population_size=cfg.population, space_evaluations=0)
-    store = RunStore(pipeline.run_dir / "refine", {"key": key})
+    store = RunStore(pipeline.run_dir / "refine" / key[:8], {"key": key})  # a new key: a new store
     usable = [s for s in seeds if s.get("status") != "error"]
     if store.load_state() is None and usable:
         genotypes = [space.from_text(s["genotype"]) for s in usable]
