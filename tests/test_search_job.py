@@ -201,3 +201,21 @@ def test_a_kill_during_candidate_training_resumes_without_repeating_work(first_r
         epochs = [e for e, _ in record["curve"]]
         assert epochs == sorted(set(epochs)), record  # no epoch trained (reported) twice
     assert (run / "export" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_the_smoke_config_runs_end_to_end_on_cifar10(data_root, tmp_path) -> None:
+    """`make demo`'s config, as a user runs it (its own Ray, real CIFAR-10): 20 minutes on the
+    loaded 2-core machine, hence slow."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "HGNAS_DATA": str(data_root)}
+    env.pop("RAY_ADDRESS", None)
+    result = subprocess.run([sys.executable, str(JOB), "--smoke-test", "--set",
+                             f"storage_path={tmp_path}"], env=env, capture_output=True,
+                            text=True, timeout=3600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "smoke"
+    metrics = json.loads((run / "export" / "metrics.json").read_text())
+    assert metrics["params"] <= 1_000_000 and metrics["macs"] <= 40_000_000
+    assert (run / "report.md").is_file() and (run / "export" / "model.pt").is_file()
+    assert "best:" in result.stdout
