@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import pickle
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 import ray
 import torch
 from ray import tune
@@ -75,6 +77,12 @@ def train_candidates(genotypes: Sequence[Genotype | Mapping[str, Any]],
     candidates = _candidates(genotypes, _train_config(train), train_overrides)
     task = task if isinstance(task, TaskConfig) else from_dict(TaskConfig, task)
     _check_scheduling(max_concurrent, num_cpus, num_gpus, grace_period, reduction_factor)
+    if num_gpus > 0:  # Tune would otherwise wait forever for GPUs no node has
+        from hgnas_ray.distributed.runtime import check_gpus
+
+        if not ray.is_initialized():
+            ray.init()  # what Tune would do on fit(); check_gpus needs Ray up
+        check_gpus(num_gpus, "candidate training")
     experiment = Path(storage_path).expanduser().resolve() / name
     manifest = {"candidates": candidates, "task": asdict(task)}
     trainable = tune.with_resources(_train_trial, {"cpu": num_cpus, "gpu": num_gpus})
@@ -185,11 +193,34 @@ def load_trial_state(checkpoint_path: str) -> dict[str, Any]:
 
 
 def _restored_state() -> dict[str, Any] | None:
+    """The state to resume from: Tune's checkpoint of this trial, else the newest readable
+    checkpoint in the trial's own folder. A job killed after a trial wrote a checkpoint but
+    before Tune's experiment snapshot recorded it restores the trial without one; without this
+    fallback that epoch would be trained (and reported) twice."""
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / STATE_FILE, weights_only=True)
+    candidates = [checkpoint] if checkpoint is not None else _checkpoints_in_trial_folder()
+    for candidate in candidates:
+        try:
+            with candidate.as_directory() as folder:
+                return torch.load(Path(folder) / STATE_FILE, weights_only=True)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            if checkpoint is not None:
+                raise
+            log.warning("skipping unreadable checkpoint %s: %s", candidate.path, err)
+    return None
+
+
+def _checkpoints_in_trial_folder() -> list[tune.Checkpoint]:
+    """This trial's checkpoint_* folders on its storage, newest first ([] when unknown)."""
+    try:
+        storage = tune.get_context().get_storage()
+        fs, root = storage.storage_filesystem, storage.trial_fs_path
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+    except (OSError, AttributeError, RuntimeError, ValueError):
+        return []
+    folders = sorted(i.path for i in infos if i.type == pyarrow.fs.FileType.Directory
+                     and i.base_name.startswith("checkpoint_"))
+    return [tune.Checkpoint(path, filesystem=fs) for path in reversed(folders)]
 
 
 # ---------------------------------------------------------------------- results
