@@ -164,10 +164,11 @@ class RayExecutors:
     def pretrain_cells(self, corpus_dir: Path, out_dir: Path, config: Any,
                        workers: TrainWorkers, storage: Path) -> None:
         from hgnas_ray.distributed.pretrain import RayTrainers
-        from hgnas_ray.generator.cells.pretrain import pretrain_cells
+        from hgnas_ray.generator.cells.pretrain import LocalTrainers, pretrain_cells
 
         self.start()
-        pretrain_cells(corpus_dir, out_dir, config, RayTrainers(_settings(workers, storage)))
+        trainers = RayTrainers(_settings(workers, storage)) if workers.workers else LocalTrainers()
+        pretrain_cells(corpus_dir, out_dir, config, trainers)
 
     def write_histories(self, out_dir: Path, settings: Sequence[Any], cell_artifact: Path,
                         config: Any) -> Path:
@@ -180,11 +181,12 @@ class RayExecutors:
     def pretrain_macro(self, histories: Path, cell_artifact: Path, out_dir: Path, config: Any,
                        workers: TrainWorkers, storage: Path) -> None:
         from hgnas_ray.distributed.macro_pretrain import RaySeqGenTrainer
-        from hgnas_ray.generator.macro.pretrain import pretrain_macro
+        from hgnas_ray.generator.macro.pretrain import LocalSeqGenTrainer, pretrain_macro
 
         self.start()
-        pretrain_macro(histories, cell_artifact, out_dir, config,
-                       RaySeqGenTrainer(_settings(workers, storage)))
+        trainer = RaySeqGenTrainer(_settings(workers, storage)) if workers.workers \
+            else LocalSeqGenTrainer()
+        pretrain_macro(histories, cell_artifact, out_dir, config, trainer)
 
     def generate(self, jobs: list[dict[str, Any]], storage: Path, name: str,
                  config: GenerateConfig) -> list[dict[str, Any]]:
@@ -229,8 +231,10 @@ def generate_on_tune(jobs: list[dict[str, Any]], storage: Path, name: str,
                      ) -> list[dict[str, Any]]:
     """Run each generation job as a Tune trial (restoring a killed experiment); return every
     scored record, in job order. A failed trial is logged and keeps what it scored."""
+    from hgnas_ray.distributed.runtime import check_gpus
     from hgnas_ray.errors import ConfigError
 
+    check_gpus(config.num_gpus, "candidate generation")  # Tune would wait for GPUs forever
     experiment = Path(storage).expanduser().resolve() / name
     trainable = tune.with_resources(_generation_trial, {"cpu": config.num_cpus,
                                                         "gpu": config.num_gpus})

@@ -95,16 +95,18 @@ class CorpusConfig:
 
 @dataclass(frozen=True)
 class TrainWorkers:
-    """How a Ray Train pretraining run is laid out."""
+    """How a pretraining run is laid out: Ray Train with `workers` DDP workers, or in the
+    driver's process with `workers: 0` (small models: no Ray Train start-up)."""
 
     workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
 
     def validate(self) -> None:
-        if self.workers < 1 or not self.cpus_per_worker > 0:
-            raise ConfigError(f"Ray Train needs workers >= 1 and cpus_per_worker > 0; got "
-                              f"{self.workers} and {self.cpus_per_worker}")
+        if self.workers < 0 or not self.cpus_per_worker > 0:
+            raise ConfigError(f"ray_train needs workers >= 0 (0: in the driver's process) and "
+                              f"cpus_per_worker > 0; got {self.workers} and "
+                              f"{self.cpus_per_worker}")
 
 
 @dataclass(frozen=True)
