@@ -1,8 +1,8 @@
 """Does the search pay off? A finished search run's chosen network against random networks of
 the same budget, all trained from scratch with one short recipe (issue 10, item 5).
 
-    python benchmarks/search_payoff.py --run RUN_DIR [--random 5] [--epochs 4]
-        [--max-batches-per-epoch 60] [--train-subset N] [--test-limit 2000] [--seed 0]
+    python benchmarks/search_payoff.py --run RUN_DIR [--random 5] [--epochs 2]
+        [--max-batches-per-epoch 30] [--train-subset N] [--test-limit 1000] [--seed 0]
         [--workers 2] [--out FILE.json]
 
 - **Networks.** The chosen one is the run's `export/genotype.json`. `--random` more are drawn with
@@ -125,11 +125,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, type=Path, help="a finished search run folder")
     p.add_argument("--random", type=int, default=5, help="random networks within the budget")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--max-batches-per-epoch", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--max-batches-per-epoch", type=int, default=30)
     p.add_argument("--train-subset", type=int, default=None,
                    help="train on this many images of the training part (seeded); default all")
-    p.add_argument("--test-limit", type=int, default=2000,
+    p.add_argument("--test-limit", type=int, default=1000,
                    help="test images (a permutation seeded by the run's seed); 0: all")
     p.add_argument("--seed", type=int, default=0,
                    help="the random networks' draws and every network's training seed")
@@ -240,8 +240,13 @@ def train_and_test(job: dict[str, Any]) -> dict[str, Any]:
         keep = np.random.default_rng(recipe.split_seed).permutation(len(train))
         train = train.subset(np.sort(keep[:job["train_subset"]]))
     final: dict[str, Any] = {}
-    result = train_candidate(job["genotype"], train, val, recipe,
-                             callback=lambda _e, _r, state: final.update(model=state["model"]))
+
+    def on_epoch(epoch: int, report: dict[str, Any], state: dict[str, Any]) -> None:
+        final.update(model=state["model"])
+        log(f"network {job['index']}: epoch {epoch}, val {report['val_accuracy']:.1f}%, "
+            f"{report['seconds']:.0f} s")
+
+    result = train_candidate(job["genotype"], train, val, recipe, callback=on_epoch)
     out = {"index": job["index"], "status": result.status, "error": result.error,
            "epochs": result.epochs, "val_accuracy": result.val_accuracy,
            "train_seconds": result.seconds, "test_accuracy": None,
@@ -259,7 +264,9 @@ def train_all(jobs: list[dict[str, Any]], workers: int) -> list[dict[str, Any]]:
     results = {}
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                              initializer=_init_worker, initargs=(1,)) as pool:
-        futures = [pool.submit(train_and_test, job) for job in jobs]
+        # the costliest first, so the last to finish is a cheap one
+        order = sorted(jobs, key=lambda job: -job["macs"])
+        futures = [pool.submit(train_and_test, job) for job in order]
         for future in as_completed(futures):
             r = future.result()
             results[r["index"]] = r
@@ -324,8 +331,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     task_cfg = {"task": config.data.task, "root": config.data.root, "cache_dir": None,
                 "download": config.data.download}
     jobs = [{"index": i, "genotype": g.to_dict(), "task": task_cfg, "recipe": recipe,
-             "train_subset": args.train_subset, "test_rows": rows_test}
-            for i, g in enumerate(genotypes)]
+             "train_subset": args.train_subset, "test_rows": rows_test,
+             "macs": genotype_cost(g, task).macs} for i, g in enumerate(genotypes)]
     log(f"training {len(jobs)} networks, {args.workers} at a time")
     trained = train_all(jobs, args.workers)
     rows = []
