@@ -117,6 +117,25 @@ def test_bad_config_is_refused():
 
 
 # ---------------------------------------------------------------------- Ray Tune
+def test_a_gpu_request_no_node_can_meet_is_refused_before_tune_starts(monkeypatch, tmp_path):
+    """On a cluster without GPUs (Ray's node list stubbed: no Ray start), asking for a GPU per
+    trial fails at once with the cluster's resources named, instead of Tune waiting forever."""
+    import ray
+
+    from hgnas_ray.distributed import runtime
+    from hgnas_ray.distributed.tune_train import train_candidates
+    from hgnas_ray.errors import ClusterError
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(runtime.ray, "nodes", lambda: [
+        {"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": True, "Resources": {"CPU": 1.0}}])
+    monkeypatch.setattr(runtime, "_autoscaler_gpus_per_node", lambda: [])
+    with pytest.raises(ClusterError, match=r"candidate training asks for 1 GPU\(s\) per worker, "
+                       r"but the Ray cluster has no GPUs .*\(2 live node\(s\)\)"):
+        train_candidates([CELL], TaskConfig("digits"), TINY, tmp_path, "gpu", num_gpus=1)
+    assert not (tmp_path / "gpu").exists()  # refused before the experiment was made
+
+
 @pytest.mark.ray
 def test_tune_trains_in_parallel_records_a_failure_and_restores(local_ray, tmp_path):
     from hgnas_ray.distributed.tune_train import train_candidates

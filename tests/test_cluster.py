@@ -1,8 +1,9 @@
 """Running on a real cluster: the launcher config, the container and KubeRay manifests, joining
 an unreachable address, GPU requests a cluster cannot meet, and (slow) a real multi-node Ray
 cluster on this machine (cluster/local_cluster.sh: a head and 2 worker nodes, each its own
-`ray start`) where `ray job submit` scores a corpus on every node, a worker node is killed
-mid-scoring, and the dashboard and metrics endpoints are read.
+`ray start`) where `ray job submit` scores a corpus on every node, runs the whole search job
+(tiny) with its corpus stage scoring on every node, a worker node is killed mid-scoring, and
+the dashboard and metrics endpoints are read.
 
 The config tests are fast and run by default; the multi-node tests are marked slow (each start
 of the local cluster takes about a minute on the loaded 2-core machine).
@@ -262,8 +263,11 @@ class LocalCluster:
         return found
 
     def submit(self, *entrypoint: str, wait: bool = True, timeout: float = 600,
-               env_vars: dict[str, str] | None = None) -> subprocess.CompletedProcess | str:
+               env_vars: dict[str, str] | None = None, working_dir: Path | None = None
+               ) -> subprocess.CompletedProcess | str:
         cmd = [RAY_BIN, "job", "submit", "--address", self.dashboard]
+        if working_dir is not None:
+            cmd += ["--working-dir", str(working_dir)]
         if env_vars:
             cmd += ["--runtime-env-json", json.dumps({"env_vars": env_vars})]
         if not wait:
@@ -389,6 +393,47 @@ def test_job_submit_scores_a_corpus_on_every_node_and_exports_metrics(cluster, t
                             re.M)
         exported[node] = sum(float(v) for v in values)
     assert sorted(exported.values()) == sorted(float(c) for c in counts), exported
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_job_submit_runs_the_search_job_with_corpus_scoring_on_every_node(cluster, tmp_path):
+    """The whole search pipeline (the tiny digits config of tests/test_search_job.py) submitted
+    with `ray job submit --working-dir` to a head and 2 worker nodes: it succeeds, exports, and
+    its corpus stage scores cells on all 3 nodes (one scoring actor per 1-CPU node)."""
+    from test_search_job import TINY
+
+    config = {**TINY, "corpus": {**TINY["corpus"], "size": 48, "shard_size": 8,
+                                 "rows_per_batch": 4, "concurrency": 3}}
+    path = tmp_path / "tiny_multinode.yaml"
+    path.write_text(yaml.safe_dump(config))
+    storage = tmp_path / "storage"
+    start = time.monotonic()
+    # as in the scoring test: Ray Data waits for all three actors before handing out batches
+    out = cluster.submit("python", "jobs/search.py", "--config", str(path),
+                         "--set", "ray.address=auto", "--set", f"storage_path={storage}",
+                         working_dir=REPO, timeout=2400,
+                         env_vars={"RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "600",
+                                   "HGNAS_DATA": os.environ.get("HGNAS_DATA", ""),
+                                   "OMP_NUM_THREADS": "1"})
+    log = out.stdout + out.stderr
+    print(f"search job on 3 nodes: {time.monotonic() - start:.0f} s")
+    assert out.returncode == 0, log[-4000:]
+    submission = re.search(r"raysubmit_\w+", log).group(0)
+    assert cluster.job(submission)["status"] == "SUCCEEDED"
+    per_node = re.search(r"cells scored per node \((\d) node\(s\)\): (.*)", log)
+    assert per_node, log[-4000:]
+    counts = dict(re.findall(r"(\w{8}): (\d+)", per_node.group(2)))
+    assert per_node.group(1) == "3" and len(counts) == 3, per_node.group(0)
+    assert sum(int(c) for c in counts.values()) == 48 and min(map(int, counts.values())) > 0
+    alive = {n["node_id"][:8] for n in _get_json(f"{cluster.dashboard}/api/v0/nodes")
+             ["data"]["result"]["result"] if n["state"] == "ALIVE"}
+    assert set(counts) == alive, (counts, alive)  # the cluster's three nodes, each named once
+    run = storage / TINY["run_name"]
+    assert (run / "report.md").is_file()
+    metrics = json.loads((run / "export" / "metrics.json").read_text())
+    assert metrics, "empty export/metrics.json"
+    assert f"run folder: {run}" in log
 
 
 @pytest.mark.slow
