@@ -22,7 +22,8 @@ the same budget, all trained from scratch with one short recipe (issue 10, item 
 - **Test accuracy.** Top-1 on the first `--test-limit` images of a permutation of the task's test
   split seeded by the run's seed (the rule `export/metrics.json` uses; all of them when 0).
 - **Proxy.** Every network is scored with the run's fitness on the run's probe batches (the
-  settings `_Pipeline.scoring()` decides: proxies, probe size and batches, class balance, seed);
+  settings the pipeline's `candidate_scoring(config)` decides: proxies, probe size and
+  batches, class balance, seed);
   the Spearman of fitness vs test accuracy over chosen + random, and of fitness vs
   best_val_accuracy over the run's own `trained.json`.
 """
@@ -186,11 +187,10 @@ def draw_random(config, task, n: int, seed: int) -> list:
 
 
 def scoring_settings(config) -> dict[str, Any]:
-    """The pipeline's own scoring settings for this config. `_Pipeline.scoring` is private, but
-    it is the one place they are decided; reusing it keeps the scores the run's."""
-    from hgnas_ray.search.pipeline import _Pipeline
+    """The pipeline's own scoring settings for this config."""
+    from hgnas_ray.search.pipeline import candidate_scoring
 
-    return _Pipeline(config, executors=None, force=False).scoring()
+    return candidate_scoring(config)
 
 
 def score_networks(genotypes: Sequence, config) -> list[dict[str, Any]]:

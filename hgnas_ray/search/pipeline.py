@@ -344,18 +344,7 @@ class _Pipeline:
 
     # ------------------------------------------------------------------ run stages
     def scoring(self) -> dict[str, Any]:
-        """How every candidate is scored: the task's own probe batches, the run's seed."""
-        from hgnas_ray.corpus import ScoringConfig
-        from hgnas_ray.data import resolve_data_root
-
-        data, gen = self.config.data, self.config.generate
-        root = resolve_data_root(data.root)
-        return ScoringConfig(
-            proxies=gen.proxies, task=data.task,
-            data_root=str(root.resolve()) if root is not None else None,
-            batch_size=data.probe_size, probe_batches=data.probe_batches,
-            class_balanced=data.class_balanced, seed=self.config.seed,
-            device="cuda" if gen.num_gpus > 0 else "cpu").validate().to_dict()
+        return candidate_scoring(self.config)
 
     def _generate(self, task: TaskShape, cells: Path, macro: Path, cells_key: str,
                   macro_key: str) -> tuple[list[dict[str, Any]], str]:
@@ -496,6 +485,23 @@ class _Pipeline:
 
 
 # ---------------------------------------------------------------------- stage bodies
+def candidate_scoring(config: SearchConfig) -> dict[str, Any]:
+    """How every candidate of `config`'s run is scored (a `ScoringConfig` dict): the task's own
+    probe batches, the run's seed, `generate.proxies`. Benchmarks score other networks with it
+    to compare them with the run's candidates."""
+    from hgnas_ray.corpus import ScoringConfig
+    from hgnas_ray.data import resolve_data_root
+
+    data, gen = config.data, config.generate
+    root = resolve_data_root(data.root)
+    return ScoringConfig(
+        proxies=gen.proxies, task=data.task,
+        data_root=str(root.resolve()) if root is not None else None,
+        batch_size=data.probe_size, probe_batches=data.probe_batches,
+        class_balanced=data.class_balanced, seed=config.seed,
+        device="cuda" if gen.num_gpus > 0 else "cpu").validate().to_dict()
+
+
 def refine_with_hlevo(pipeline: _Pipeline, task: TaskShape, cells: Path,
                       seeds: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     """HL-Evo over the budgeted macro space, its level-two population seeded with the generated
