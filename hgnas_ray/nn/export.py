@@ -27,12 +27,11 @@ import importlib.util
 import json
 import logging
 import math
-import os
 import platform
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from hgnas_ray.errors import ConfigError, ExportError, unknown_name
+from hgnas_ray.files import TMP_SUFFIX, write_atomic
 from hgnas_ray.nn.builder import Genotype, SkeletonSize, TaskShape, build_network, genotype_cost
 from hgnas_ray.nn.device import resolve_device
 from hgnas_ray.space.genotypes import genotype_from_dict, genotype_hash
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 FORMATS = ("torchscript", "onnx")
 GENOTYPE_FILE, WEIGHTS_FILE, METRICS_FILE = "genotype.json", "weights.safetensors", "metrics.json"
 FORMAT_FILES = {"torchscript": "model.pt", "onnx": "model.onnx"}
-TMP_SUFFIX = ".tmp"
 LATENCY_WARMUP = 3
 DEFAULT_SKELETON = SkeletonSize()  # cell and NAS-Bench-201 genotypes only
 METRIC_UNITS = {
@@ -79,7 +78,7 @@ def export_model(out_dir: str | Path, genotype: Genotype, state_dict: Mapping[st
     model = _network(genotype, state_dict, task, skeleton)
     example = _images(task, 2)
     _write_json(out / GENOTYPE_FILE, genotype_record(genotype, task, skeleton))
-    _atomic(out / WEIGHTS_FILE, lambda tmp: save_file(
+    write_atomic(out / WEIGHTS_FILE, lambda tmp: save_file(
         cpu_tensors(state_dict), str(tmp), metadata={"hash": genotype_hash(genotype)}))
     written = {"torchscript": _export_torchscript, "onnx": _export_onnx}
     done = {name: written[name](model, example, out / FORMAT_FILES[name]) for name in formats}
@@ -236,7 +235,7 @@ def _export_torchscript(model: nn.Module, example: Tensor, path: Path) -> str:
     with warnings.catch_warnings():  # torch marks jit as deprecated; it is still the format
         warnings.simplefilter("ignore", FutureWarning)  # that loads without Python classes
         traced = torch.jit.trace(model.cpu().eval(), example)
-        _atomic(path, lambda tmp: torch.jit.save(traced, str(tmp)))
+        write_atomic(path, lambda tmp: torch.jit.save(traced, str(tmp)))
     return path.name
 
 
@@ -250,7 +249,7 @@ def _export_onnx(model: nn.Module, example: Tensor, path: Path) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            _atomic(path, lambda tmp: torch.onnx.export(
+            write_atomic(path, lambda tmp: torch.onnx.export(
                 model.cpu().eval(), (example,), str(tmp), dynamo=False, input_names=["images"],
                 output_names=["logits"], dynamic_axes=axes, opset_version=17))
     except (RuntimeError, ImportError, ValueError) as err:  # recorded: the other files stand
@@ -259,22 +258,12 @@ def _export_onnx(model: nn.Module, example: Tensor, path: Path) -> str:
     return path.name
 
 
-# ---------------------------------------------------------------------- atomic files
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """`write(tmp)` then rename tmp to `path`: readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    try:
-        write(tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
 
 
 def _write_json(path: Path, data: Any) -> None:
     text = json.dumps(data, indent=1, allow_nan=False) + "\n"
-    _atomic(path, lambda tmp: tmp.write_text(text))
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def _read_json(path: Path) -> dict:

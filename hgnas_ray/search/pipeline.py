@@ -47,6 +47,7 @@ import yaml
 from hgnas_ray.config import save_config, to_dict
 from hgnas_ray.corpus.shards import read_json, write_json_atomic
 from hgnas_ray.errors import BudgetError, ConfigError, DataError
+from hgnas_ray.files import write_atomic
 from hgnas_ray.nn.budget import Budget, minimum_cost
 from hgnas_ray.nn.builder import TaskShape
 from hgnas_ray.search.config import (
@@ -640,9 +641,8 @@ def _distinct(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(path)
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def _count_lines(path: Path) -> int:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import math
-import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +36,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy.stats import spearmanr
+
+from hgnas_ray.files import write_atomic
 
 REPORT_FILE, PLOT_DIR = "report.md", "report"
 LIBRARIES = (("python", None), ("torch", "torch"), ("torchvision", "torchvision"),
@@ -72,7 +73,7 @@ def write_report(run_dir: str | Path, *, config: Mapping[str, Any], scored: Sequ
                 _plot_section(plots), _config_section(config), _versions_section()]
     text = "\n\n".join(s for s in sections if s) + "\n"
     path = run_dir / REPORT_FILE
-    _atomic(path, lambda tmp: tmp.write_text(text))
+    write_atomic(path, lambda tmp: tmp.write_text(text))
     return path
 
 
@@ -305,7 +306,7 @@ def _plot(run_dir: Path, name: str, draw: Callable[[Any], None]) -> Path:
     draw(figure.add_subplot())
     figure.tight_layout()
     path = run_dir / PLOT_DIR / name
-    _atomic(path, lambda tmp: figure.savefig(tmp, format="png"))
+    write_atomic(path, lambda tmp: figure.savefig(tmp, format="png"))
     return path
 
 
@@ -381,12 +382,3 @@ def _draw_pareto(ax: Any, trained: Sequence[Mapping]) -> None:
     ax.set_xlabel("MACs per image (millions; FLOPs = 2 x MACs)")
     ax.set_ylabel("best validation accuracy (%)")
     ax.legend()
-
-
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from torch import Tensor, nn
 
 from hgnas_ray.data import ArrayDataset, TaskInfo
 from hgnas_ray.errors import ConfigError, GenotypeError
+from hgnas_ray.files import write_atomic
 from hgnas_ray.nn.builder import Genotype, SkeletonSize, TaskShape, build_network
 from hgnas_ray.space.genotypes import genotype_from_dict, genotype_hash, parse_genotype
 from hgnas_ray.training.augment import (
@@ -267,15 +267,6 @@ def write_results(out: str | Path, metrics: Mapping[str, Any],
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state_dict.items()}
-    _replace(out / WEIGHTS_FILE, lambda tmp: save_file(weights, str(tmp)))
+    write_atomic(out / WEIGHTS_FILE, lambda tmp: save_file(weights, str(tmp)))
     text = json.dumps(metrics, indent=1, allow_nan=False) + "\n"
-    _replace(out / METRICS_FILE, lambda tmp: tmp.write_text(text))
-
-
-def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(out / METRICS_FILE, lambda tmp: tmp.write_text(text))
