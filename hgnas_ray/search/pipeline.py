@@ -241,6 +241,12 @@ class _Pipeline:
         self.stage_seconds[stage]["seconds"] = round(time.perf_counter() - start, 3)
         return out
 
+    def _ran(self, stage: str, key: str, start: float, **info: Any) -> None:
+        """Mark a run stage done (stages.json) with its wall seconds since `start`."""
+        seconds = time.perf_counter() - start
+        self.ledger.mark(stage, key, seconds, **info)
+        self.stage_seconds[stage] = {"status": "ran", "seconds": round(seconds, 3)}
+
     def _skip(self, stage: str, detail: str) -> None:
         self.stage_seconds[stage] = {"status": "skipped"}
         self.monitor.stage(stage, "skipped", detail)
@@ -375,9 +381,7 @@ class _Pipeline:
                             "warnings above); lower generate.budget_shares or check the "
                             "generator artifacts")
         _write_jsonl(path, candidates)
-        seconds = time.perf_counter() - start
-        self.ledger.mark("generate", key, seconds, candidates=len(candidates))
-        self.stage_seconds["generate"] = {"status": "ran", "seconds": round(seconds, 3)}
+        self._ran("generate", key, start, candidates=len(candidates))
         self._announce(candidates)
         return candidates, key
 
@@ -410,9 +414,7 @@ class _Pipeline:
         refined = refine_with_hlevo(self, task, cells, generated, key)
         merged = self._with_fitness(_distinct([*generated, *refined]))
         _write_jsonl(path, merged)
-        seconds = time.perf_counter() - start
-        self.ledger.mark("refine", key, seconds, refined=len(refined))
-        self.stage_seconds["refine"] = {"status": "ran", "seconds": round(seconds, 3)}
+        self._ran("refine", key, start, refined=len(refined))
         self._announce(merged)
         return merged, key
 
@@ -441,10 +443,8 @@ class _Pipeline:
                     "macs": by_hash[r["hash"]].get("macs"),
                     "fitness": by_hash[r["hash"]].get("fitness")} for r in records]
         write_json_atomic(trained, path)
-        seconds = time.perf_counter() - start
-        failed = sum(r["status"] == "failed" for r in trained)
-        self.ledger.mark("train", key, seconds, trained=len(trained), failed=failed)
-        self.stage_seconds["train"] = {"status": "ran", "seconds": round(seconds, 3)}
+        self._ran("train", key, start, trained=len(trained),
+                  failed=sum(r["status"] == "failed" for r in trained))
         return trained, key
 
     def _export(self, task: TaskShape, trained: list[dict[str, Any]], train_key: str
@@ -464,9 +464,7 @@ class _Pipeline:
                            f"(val accuracy {best['val_accuracy']:.2f}%) -> {out}")
         start = time.perf_counter()
         metrics = export_best(self, task, best, out)
-        seconds = time.perf_counter() - start
-        self.ledger.mark("export", key, seconds, hash=best["hash"])
-        self.stage_seconds["export"] = {"status": "ran", "seconds": round(seconds, 3)}
+        self._ran("export", key, start, hash=best["hash"])
         return metrics
 
     def _report(self, candidates: list[dict[str, Any]], trained: list[dict[str, Any]],
